@@ -1,0 +1,61 @@
+"""The ``leoflow`` command: one argparse tree, one module per command group.
+
+Each module in ``COMMAND_MODULES`` exposes ``register(subparsers)``, adding its parsers with
+``set_defaults(handler=...)``; a handler takes the parsed namespace and returns the exit code.
+Exit codes follow kubectl conventions: 0 success, 1 the thing failed (a run that failed, a
+cluster that did not come up), 2 usage and validation errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from leoflow import __version__, logfmt
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+COMMAND_MODULES: tuple[str, ...] = ()
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class CommandError(Exception):
+    """A failure the user should read as one clear line, not a traceback."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="leoflow", description="Kubernetes-native DAG orchestrator")
+    parser.add_argument("--version", action="version", version=f"leoflow {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    logfmt.configure(logging.DEBUG if args.verbose else logging.WARNING)
+    try:
+        return handler(args)
+    except CommandError as err:
+        print(f"leoflow: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("leoflow: interrupted", file=sys.stderr)
+        return 130
