@@ -20,7 +20,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("leoflow.cli.dev",)
 
 Handler = Callable[[argparse.Namespace], int]
 
