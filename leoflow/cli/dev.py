@@ -10,7 +10,7 @@ from typing import Any
 
 from leoflow.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError
 from leoflow.dev import cluster
-from leoflow.dev.binaries import BinaryError
+from leoflow.dev.binaries import BinaryError, ensure_binaries
 
 
 def _home_arg(parser: argparse.ArgumentParser) -> None:
@@ -92,6 +92,16 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_OK if running else EXIT_FAILED
 
 
+def _build(_args: argparse.Namespace) -> int:
+    try:
+        binaries = ensure_binaries()
+    except BinaryError as err:
+        raise CommandError(str(err)) from err
+    print(f"kubernetes binaries: {binaries.kubernetes_dir}")
+    print(f"kwok:                {binaries.kwok}")
+    return EXIT_OK
+
+
 def _kubeconfig(args: argparse.Namespace) -> int:
     state, _ = cluster.status(_home(args))
     if state is None:
@@ -104,6 +114,8 @@ def register(subparsers: Any) -> None:
     dev = subparsers.add_parser("dev", help="run a real local Kubernetes cluster")
     dev.set_defaults(handler=lambda _args: dev.print_help(sys.stderr) or EXIT_USAGE)
     verbs = dev.add_subparsers(dest="verb", metavar="VERB")
+    build = verbs.add_parser("build", help="build and cache the cluster binaries (no cluster started)")
+    build.set_defaults(handler=_build)
     up = verbs.add_parser("up", help="build (once) and start the cluster; safe to run twice")
     _home_arg(up)
     up.add_argument("--kwok-nodes", type=_positive_count, default=3, help="simulated nodes (default 3)")

@@ -1,0 +1,49 @@
+# Leoflow: every target installs what it needs first, so `make demo` and `make test` work on a
+# fresh machine. Tools and binaries are cached outside the repo ($LEOFLOW_CACHE, ~/.cache/pip,
+# Go's module and build caches), so a warm run builds nothing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: setup venv binaries test lint unit integration demo agent proto proto-check bench clean
+
+$(STAMP): pyproject.toml
+	rm -f $(VENV)/.installed-*
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+# Debian packages (containerd, runc, CNI plugins, busybox-static) for the real node.
+apt:
+	hack/apt-packages.sh
+
+binaries: venv
+	$(BIN)/leoflow dev build
+
+setup: venv binaries
+
+lint: venv
+	$(BIN)/ruff check leoflow tests bench
+	$(BIN)/mypy leoflow
+
+test: setup lint
+	$(BIN)/pytest
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+integration: setup
+	$(BIN)/pytest tests/integration
+
+demo: setup
+	$(BIN)/python -m leoflow.demo
+
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) agent/bin bench/results
