@@ -1,0 +1,24 @@
+"""Log lines are logfmt: greppable key=value pairs, values quoted only when needed."""
+
+from __future__ import annotations
+
+import logging
+
+from leoflow.logfmt import LogfmtFormatter
+
+
+def render(msg: str, **extra: object) -> str:
+    record = logging.LogRecord("leoflow.test", logging.INFO, __file__, 1, msg, None, None)
+    record.__dict__.update(extra)
+    return LogfmtFormatter().format(record)
+
+
+def test_extra_fields_follow_the_message_as_key_value_pairs() -> None:
+    line = render("pod created", pod="etl-run-1-extract-1", attempt=2)
+    assert line.endswith('level=info logger=leoflow.test msg="pod created" pod=etl-run-1-extract-1 attempt=2')
+
+
+def test_values_with_spaces_quotes_or_newlines_are_quoted_and_escaped() -> None:
+    line = render("x", reason='said "no"\nthen left', empty="")
+    assert 'reason="said \\"no\\"\\nthen left"' in line
+    assert 'empty=""' in line
