@@ -1,0 +1,213 @@
+"""What a DAG author writes: the pydantic model of ``leoflow.yaml``.
+
+The model is strict (no unknown fields, no silent type coercion of strings to booleans) because
+every field a user misspells would otherwise be ignored without a word. Durations and quantities
+are checked here; cross-field rules (cycles, references, templates) live in the compiler, which
+needs the whole file. The compiled form the controller reads is in ``leoflow.spec.resources``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from leoflow.spec.fields import (
+    MAX_ARGV_ITEMS,
+    MAX_ENV_PER_TASK,
+    MAX_FANOUT_ITEMS,
+    MAX_OUTPUTS_PER_TASK,
+    MAX_PARAMS,
+    MAX_RETRIES,
+    MAX_TASKS,
+    MAX_UPSTREAMS,
+    DagName,
+    DurationSeconds,
+    Identifier,
+    Quantity,
+    TaskName,
+    Text,
+)
+
+TriggerRule = Literal["all_success", "all_done", "all_failed", "one_success", "one_failed", "none_failed"]
+ConcurrencyPolicy = Literal["Allow", "Forbid", "Replace"]
+ParamType = Literal["string", "integer", "number", "boolean"]
+Scalar = str | int | float | bool
+
+
+class FileModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Schedule(FileModel):
+    cron: Text
+    timezone: Text = "UTC"
+    catchup: bool = False
+    concurrencyPolicy: ConcurrencyPolicy = "Allow"
+    maxActiveRuns: int = Field(default=1, ge=1, le=1000)
+
+
+class Param(FileModel):
+    type: ParamType = "string"
+    default: Scalar | None = None
+    description: Text | None = None
+
+
+class Resources(FileModel):
+    """Requests; memory doubles as the limit (a pod above its request is OOM-killed, not throttled)."""
+
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+    ephemeralStorage: Quantity | None = None
+    gpu: Quantity | None = None
+    limits: ResourceLimits | None = None
+
+
+class ResourceLimits(FileModel):
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+    ephemeralStorage: Quantity | None = None
+
+
+class SecretRef(FileModel):
+    secret: Text
+    key: Text
+    optional: bool = False
+
+
+class ConfigMapRef(FileModel):
+    configMap: Text
+    key: Text
+    optional: bool = False
+
+
+EnvValue = Text | SecretRef | ConfigMapRef
+
+
+class Toleration(FileModel):
+    key: Text | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: Text | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    tolerationSeconds: int | None = None
+
+
+class PodSettings(FileModel):
+    """Fields a task inherits from ``defaults`` unless it sets them itself."""
+
+    retries: int | None = Field(default=None, ge=0, le=MAX_RETRIES)
+    retryDelay: DurationSeconds | None = None
+    retryBackoff: float | None = Field(default=None, ge=1.0, le=10.0)
+    maxRetryDelay: DurationSeconds | None = None
+    timeout: DurationSeconds | None = None
+    resources: Resources | None = None
+    image: Text | None = None
+    env: dict[str, EnvValue] | None = Field(default=None, max_length=MAX_ENV_PER_TASK)
+    nodeSelector: dict[str, Text] | None = None
+    tolerations: list[Toleration] | None = None
+    affinity: dict[str, Any] | None = None
+    serviceAccountName: Text | None = None
+
+
+class Defaults(PodSettings):
+    pass
+
+
+class FanOut(FileModel):
+    """Map a task over ``items``: a literal list, or ``"{{ tasks.T.outputs.O }}"`` naming a list output."""
+
+    items: list[Scalar] | Text = Field(max_length=MAX_FANOUT_ITEMS)
+    maxParallel: int | None = Field(default=None, ge=1, le=10_000)
+
+
+class TimeSensor(FileModel):
+    delay: DurationSeconds | None = None
+    at: Text | None = None
+
+
+class HttpSensor(FileModel):
+    url: Text
+    method: Literal["GET", "HEAD", "POST"] = "GET"
+    expectStatus: list[int] = Field(default_factory=lambda: [200])
+    jsonPath: Text | None = None
+    jsonValue: Text | None = None
+
+
+class KubernetesSensor(FileModel):
+    apiVersion: Text
+    kind: Text
+    name: Text
+    namespace: Text | None = None
+    condition: Text | None = None
+    jsonPath: Text | None = None
+    jsonValue: Text | None = None
+
+
+class DagRunSensor(FileModel):
+    dag: DagName
+    task: TaskName | None = None
+    state: Literal["Succeeded", "Failed", "Cancelled"] = "Succeeded"
+    logicalDate: Text = "{{ logical_date }}"
+
+
+class CommandSensor(FileModel):
+    command: list[Text] = Field(min_length=1, max_length=MAX_ARGV_ITEMS)
+    args: list[Text] | None = Field(default=None, max_length=MAX_ARGV_ITEMS)
+
+
+class Sensor(FileModel):
+    """Exactly one of the kinds; the sensors engine gives them meaning, the compiler checks the shape."""
+
+    time: TimeSensor | None = None
+    http: HttpSensor | None = None
+    kubernetes: KubernetesSensor | None = None
+    dagRun: DagRunSensor | None = None
+    command: CommandSensor | None = None
+    pokeInterval: DurationSeconds = 30
+    maxPokeInterval: DurationSeconds = 600
+    timeout: DurationSeconds = 86_400
+    softFail: bool = False
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> Sensor:
+        kinds = [k for k in SENSOR_KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"a sensor needs exactly one of {', '.join(SENSOR_KINDS)}; found {len(kinds)}")
+        return self
+
+
+SENSOR_KINDS = ("time", "http", "kubernetes", "dagRun", "command")
+
+
+class Task(PodSettings):
+    command: list[Text] | None = Field(default=None, min_length=1, max_length=MAX_ARGV_ITEMS)
+    args: list[Text] | None = Field(default=None, max_length=MAX_ARGV_ITEMS)
+    after: list[TaskName] = Field(default_factory=list, max_length=MAX_UPSTREAMS)
+    trigger: TriggerRule = "all_success"
+    outputs: list[Identifier] = Field(default_factory=list, max_length=MAX_OUTPUTS_PER_TASK)
+    fanOut: FanOut | None = None
+    sensor: Sensor | None = None
+    description: Text | None = None
+
+    @model_validator(mode="after")
+    def _command_or_sensor(self) -> Task:
+        if self.sensor is None and self.command is None:
+            raise ValueError("a task needs a 'command' (or a 'sensor' block)")
+        if self.sensor is not None and (self.command is not None or self.args is not None):
+            raise ValueError("a sensor task runs no pod: remove 'command'/'args' or the 'sensor' block")
+        return self
+
+
+class DagFile(FileModel):
+    """The whole ``leoflow.yaml``."""
+
+    dag: DagName
+    image: Text
+    description: Text | None = None
+    schedule: Schedule | None = None
+    params: dict[Identifier, Param] = Field(default_factory=dict, max_length=MAX_PARAMS)
+    defaults: Defaults = Field(default_factory=Defaults)
+    tasks: dict[TaskName, Task] = Field(min_length=1, max_length=MAX_TASKS)
+
+
+Resources.model_rebuild()

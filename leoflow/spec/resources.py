@@ -1,0 +1,317 @@
+"""The compiled form: ``DAG`` and ``DAGRun`` resources (group ``leoflow.io``, version ``v1alpha1``).
+
+These models are the contract between the compiler, the API server (the CRD schemas in
+``manifests/crds/`` are generated from them by ``leoflow.spec.crds``) and the controller. The
+controller never parses leoflow.yaml and never merges defaults: everything is resolved here.
+
+DAG ``spec`` (``DagSpec``):
+
+- ``tasks`` is a list in topological order; a task's *index* is its position in that list.
+  ``upstreams``/``downstreams`` are sorted lists of indices; every upstream index is smaller than
+  the task's own index, so a single forward pass visits tasks in dependency order.
+- ``profiles`` holds the resolved settings that tasks share (image, resources, nodeSelector,
+  tolerations, affinity, serviceAccountName, env inherited from ``defaults``, retries and backoff,
+  timeout). ``task.profile`` is an index into it. Sharing keeps a 10,000-task DAG under 1 MiB.
+  A pod's env is ``profile.env`` followed by ``task.env``; the compiler guarantees the names are
+  disjoint (a task that overrides an inherited variable gets its own profile without it).
+- durations are whole seconds (``...Seconds`` fields); quantities are Kubernetes quantity strings.
+- strings may hold templates (``{{ params.p }}``, ``{{ tasks.t.outputs.o }}``, ``{{ logical_date }}``,
+  ``{{ run_id }}``, ``{{ item }}``), already checked to resolve; ``leoflow.spec.templates`` renders them.
+  ``task.templated`` says whether any of the task's strings needs rendering at all.
+- a task has either ``command`` (a pod per attempt) or ``sensor`` (waits in the controller).
+- ``fanOut`` maps a task over literal ``items`` or over the list output ``fromOutput`` of the
+  upstream task ``fromTask`` (an index); each item becomes one pod with ``{{ item }}`` bound.
+- ``definitionHash`` (16 hex digits) is the sha256 of the canonical JSON of the spec without it:
+  the identity of this version of the DAG.
+
+Serialised with ``to_resource`` (defaults omitted, so what the API server stores and returns equals
+what was applied); read with ``DagSpec.model_validate(obj["spec"])``.
+
+DAGRun: ``spec`` is what the creator asks for (``dagName``, ``params`` as strings, ``logicalDate``,
+optionally ``definitionHash`` to insist on a version). A run keeps the definition it started with:
+on start the controller writes the DAG spec it is about to run into an immutable ConfigMap named
+``definition_configmap_name(dag, hash)`` (``leoflow.spec.snapshots``) and records the hash in
+``status.definitionHash``; from then on it reads the run's definition only from that ConfigMap, so a
+changed DAG or a controller restart does not change a running run.
+
+``status.taskStates`` is one character per task index (``TaskState`` codes); fan-out items are in
+``status.items[str(index)]``, one character per item. ``status.tasks`` holds details only for tasks
+with something to say (attempts > 1, a message, outputs, a pod), keyed by ``str(index)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from leoflow.spec.model import (
+    CommandSensor,
+    ConcurrencyPolicy,
+    DagRunSensor,
+    HttpSensor,
+    KubernetesSensor,
+    ParamType,
+    TriggerRule,
+)
+
+GROUP = "leoflow.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+
+class ResourceModel(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class EnvVarSecretKeyRef(ResourceModel):
+    name: str
+    key: str
+    optional: bool = False
+
+
+class EnvVarSource(ResourceModel):
+    secretKeyRef: EnvVarSecretKeyRef | None = None
+    configMapKeyRef: EnvVarSecretKeyRef | None = None
+
+
+class EnvVar(ResourceModel):
+    """The Kubernetes ``EnvVar`` subset Leoflow emits."""
+
+    name: str
+    value: str | None = None
+    valueFrom: EnvVarSource | None = None
+
+
+class ResourceRequirements(ResourceModel):
+    requests: dict[str, str] = Field(default_factory=dict, json_schema_extra={"x-quantity-map": True})
+    limits: dict[str, str] = Field(default_factory=dict, json_schema_extra={"x-quantity-map": True})
+
+
+class Toleration(ResourceModel):
+    key: str | None = None
+    operator: str | None = None
+    value: str | None = None
+    effect: str | None = None
+    tolerationSeconds: int | None = None
+
+
+class Profile(ResourceModel):
+    """Resolved settings shared by tasks: a pod's template and the retry policy."""
+
+    image: str
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
+    env: list[EnvVar] = Field(default_factory=list)
+    nodeSelector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    affinity: dict[str, Any] | None = Field(default=None, json_schema_extra={"x-free-form": True})
+    serviceAccountName: str | None = None
+    retries: int = 0
+    retryDelaySeconds: int = 30
+    retryBackoff: float = 2.0
+    maxRetryDelaySeconds: int = 600
+    timeoutSeconds: int | None = None
+
+
+class CompiledTimeSensor(ResourceModel):
+    delaySeconds: int | None = None
+    at: str | None = None
+
+
+class CompiledSensor(ResourceModel):
+    time: CompiledTimeSensor | None = None
+    http: HttpSensor | None = None
+    kubernetes: KubernetesSensor | None = None
+    dagRun: DagRunSensor | None = None
+    command: CommandSensor | None = None
+    pokeIntervalSeconds: int = 30
+    maxPokeIntervalSeconds: int = 600
+    timeoutSeconds: int = 86_400
+    softFail: bool = False
+
+
+class CompiledFanOut(ResourceModel):
+    """Exactly one of ``items`` or (``fromTask``, ``fromOutput``)."""
+
+    items: list[str] | None = None
+    fromTask: int | None = None
+    fromOutput: str | None = None
+    maxParallel: int | None = None
+
+
+class CompiledTask(ResourceModel):
+    name: str
+    upstreams: list[int] = Field(default_factory=list)
+    downstreams: list[int] = Field(default_factory=list)
+    trigger: TriggerRule = "all_success"
+    profile: int = 0
+    command: list[str] | None = None
+    args: list[str] | None = None
+    env: list[EnvVar] = Field(default_factory=list)
+    outputs: list[str] = Field(default_factory=list)
+    fanOut: CompiledFanOut | None = None
+    sensor: CompiledSensor | None = None
+    templated: bool = False
+
+
+class CompiledParam(ResourceModel):
+    name: str
+    type: ParamType = "string"
+    default: str | None = None
+
+
+class CompiledSchedule(ResourceModel):
+    cron: str
+    timezone: str = "UTC"
+    catchup: bool = False
+    concurrencyPolicy: ConcurrencyPolicy = "Allow"
+    maxActiveRuns: int = 1
+
+
+class DagSpec(ResourceModel):
+    image: str
+    description: str | None = None
+    schedule: CompiledSchedule | None = None
+    params: list[CompiledParam] = Field(default_factory=list)
+    profiles: list[Profile]
+    tasks: list[CompiledTask]
+    definitionHash: str
+
+    def task_index(self) -> dict[str, int]:
+        return {task.name: i for i, task in enumerate(self.tasks)}
+
+
+class Condition(ResourceModel):
+    """The standard Kubernetes condition shape (``metav1.Condition``)."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    lastTransitionTime: str | None = None
+    observedGeneration: int | None = None
+
+
+class DagStatus(ResourceModel):
+    observedGeneration: int | None = None
+    definitionHash: str | None = None
+    lastScheduleTime: str | None = None
+    nextScheduleTime: str | None = None
+    activeRuns: list[str] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+class RunPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+
+class TaskState(StrEnum):
+    """One character per task (or fan-out item) in ``DagRunStatus.taskStates``."""
+
+    PENDING = "."
+    SCHEDULED = "q"
+    RUNNING = "r"
+    RETRY_WAIT = "w"
+    SUCCEEDED = "S"
+    FAILED = "F"
+    UPSTREAM_FAILED = "U"
+    SKIPPED = "K"
+    CANCELLED = "C"
+
+
+TERMINAL_TASK_STATES = frozenset(
+    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.SKIPPED, TaskState.CANCELLED}
+)
+TERMINAL_RUN_PHASES = frozenset({RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.CANCELLED})
+
+
+class DagRunSpec(ResourceModel):
+    dagName: str
+    params: dict[str, str] = Field(default_factory=dict)
+    logicalDate: str | None = None
+    definitionHash: str | None = None
+
+
+class TaskDetail(ResourceModel):
+    """Only for tasks with something to say; absent means attempt 1 and nothing to report."""
+
+    attempt: int = 1
+    infraAttempts: int = 0
+    message: str | None = None
+    reason: str | None = None
+    pod: str | None = None
+    exitCode: int | None = None
+    startTime: str | None = None
+    finishTime: str | None = None
+    outputs: dict[str, str] = Field(default_factory=dict)
+
+
+class DagRunStatus(ResourceModel):
+    phase: RunPhase = RunPhase.PENDING
+    definitionHash: str | None = None
+    observedGeneration: int | None = None
+    startTime: str | None = None
+    completionTime: str | None = None
+    progress: str | None = None
+    taskStates: str = ""
+    items: dict[str, str] = Field(default_factory=dict)
+    tasks: dict[str, TaskDetail] = Field(default_factory=dict)
+    conditions: list[Condition] = Field(default_factory=list)
+    message: str | None = None
+
+
+def progress(task_states: str) -> str:
+    """``"done/total"`` for the printer column."""
+    done = sum(1 for code in task_states if code in TERMINAL_TASK_STATES)
+    return f"{done}/{len(task_states)}"
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """The JSON form with defaults left out: what is applied is what the API server gives back."""
+    data: dict[str, Any] = json.loads(model.model_dump_json(exclude_defaults=True))
+    return data
+
+
+def to_resource(name: str, spec: DagSpec, namespace: str | None = None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name, "labels": {"leoflow.io/dag": name}}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    return {"apiVersion": API_VERSION, "kind": "DAG", "metadata": metadata, "spec": dump(spec)}
+
+
+def dagrun_resource(name: str, spec: DagRunSpec, namespace: str | None = None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name, "labels": {"leoflow.io/dag": spec.dagName}}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    return {"apiVersion": API_VERSION, "kind": "DAGRun", "metadata": metadata, "spec": dump(spec)}
+
+
+def definition_hash(spec: dict[str, Any]) -> str:
+    """sha256 (first 16 hex digits) of the canonical JSON of a dumped spec, ignoring its own hash."""
+    body = {k: v for k, v in spec.items() if k != "definitionHash"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def pod_name(run: str, task: str, attempt: int, item: int | None = None) -> str:
+    """``<run>-<task>[-<item>]-<attempt>``, hash-shortened to a 63-character DNS label.
+
+    Deterministic, so creating a pod is idempotent; when the plain name is too long the run part
+    is cut and a 10-hex-digit hash of the full name keeps it unique.
+    """
+    tail = f"{task}-{item}-{attempt}" if item is not None else f"{task}-{attempt}"
+    full = f"{run}-{tail}"
+    if len(full) <= 63:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:10]
+    room = 63 - len(tail) - len(digest) - 2
+    head = run[: max(room, 0)].rstrip("-")
+    name = f"{head}-{digest}-{tail}" if head else f"{digest}-{tail}"
+    return name[:63].rstrip("-")
