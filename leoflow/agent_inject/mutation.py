@@ -1,0 +1,320 @@
+"""The mutation itself: what an opted-in pod gains so the agent wraps its containers.
+
+The pod gains an emptyDir the agent binary is copied into by an init container placed first
+(``leoflow-agent install DIR``), a projected volume with a ``leoflow``-audience token and the
+controller's CA, an emptyDir for small outputs, and for each selected container a command of the
+form ``DIR/leoflow-agent run -- <original command and args>`` plus the env the agent reads.
+
+Every step is idempotent on its own (added by name only when absent, a container whose command
+already starts with the agent is left alone), and the ``leoflow.io/agent-version`` annotation
+records that a pod has been handled, so mutating a mutated pod changes nothing. The JSON Patch is
+derived by diffing the pod before and after (``jsonpatch.make_patch``, the approach of Istio and
+kopf), which gets RFC 6901 escaping and absent arrays and maps right by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jsonpatch
+
+from leoflow.agent_inject import entrypoints, names
+from leoflow.agent_inject.settings import InjectionSettings
+
+JsonObject = dict[str, Any]
+
+# Equal requests and limits, so a Guaranteed pod stays Guaranteed; the copy is a few ms of CPU.
+_INIT_RESOURCES: JsonObject = {
+    "requests": {"cpu": "100m", "memory": "32Mi"},
+    "limits": {"cpu": "100m", "memory": "32Mi"},
+}
+# The agent image holds one static binary: it runs as any user, and the emptyDir is world-writable.
+_INIT_SECURITY_CONTEXT: JsonObject = {
+    "runAsNonRoot": True,
+    "runAsUser": 65532,
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+@dataclass(frozen=True)
+class Injection:
+    """The pod after mutation and the JSON Patch from the pod as received (empty: untouched)."""
+
+    pod: JsonObject
+    patch: list[JsonObject]
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Denial:
+    """The pod opted in but cannot be injected; ``message`` tells the user what to change."""
+
+    message: str
+
+
+class _Refusal(Exception):
+    pass
+
+
+def wants_injection(pod: Mapping[str, Any]) -> bool:
+    metadata = pod.get("metadata")
+    labels = metadata.get("labels") if isinstance(metadata, dict) else None
+    return isinstance(labels, dict) and labels.get(names.INJECT_LABEL) == "true"
+
+
+def inject(pod: Mapping[str, Any], settings: InjectionSettings) -> Injection | Denial:
+    """Mutates a copy of ``pod``; pods without ``leoflow.io/inject: "true"`` come back unchanged."""
+    original = _clone(pod)
+    if isinstance(original.get("metadata"), dict):
+        # Large and irrelevant to us; Istio drops it before diffing for the same reason.
+        original["metadata"].pop("managedFields", None)
+    if not wants_injection(original):
+        return Injection(original, [])
+    mutated = _clone(original)
+    try:
+        warnings = _mutate(mutated, settings)
+    except _Refusal as refusal:
+        return Denial(str(refusal))
+    patch: list[JsonObject] = jsonpatch.make_patch(original, mutated).patch
+    return Injection(mutated, patch, tuple(warnings))
+
+
+def _clone(value: Any) -> Any:
+    # Pods arrive as parsed JSON: dicts, lists and scalars. This is several times faster than deepcopy.
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    return value
+
+
+def _object(parent: JsonObject, key: str, where: str) -> JsonObject:
+    value = parent.get(key)
+    if value is None:
+        value = parent[key] = {}
+    if not isinstance(value, dict):
+        raise _Refusal(f"{where} must be an object")
+    return value
+
+
+def _list(parent: JsonObject, key: str, where: str) -> list[Any]:
+    value = parent.get(key)
+    if value is None:
+        value = parent[key] = []
+    if not isinstance(value, list):
+        raise _Refusal(f"{where} must be a list")
+    return value
+
+
+def _strings(value: Any, where: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _Refusal(f"{where} must be a list of strings")
+    return value
+
+
+def _named(items: list[Any], where: str) -> dict[str, JsonObject]:
+    by_name: dict[str, JsonObject] = {}
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise _Refusal(f"{where}[{i}] must be an object with a name")
+        by_name[item["name"]] = item
+    return by_name
+
+
+def _mutate(pod: JsonObject, settings: InjectionSettings) -> list[str]:
+    metadata = _object(pod, "metadata", "metadata")
+    annotations = metadata.get("annotations") or {}
+    if not isinstance(annotations, dict):
+        raise _Refusal("metadata.annotations must be an object")
+    recorded = annotations.get(names.VERSION_ANNOTATION)
+    if recorded is not None:
+        if recorded != settings.agent_version:
+            return [f"pod already carries the leoflow agent {recorded}; left as it is"]
+        return []
+
+    spec = _object(pod, "spec", "spec")
+    containers = _list(spec, "containers", "spec.containers")
+    by_name = _named(containers, "spec.containers")
+    if not by_name:
+        raise _Refusal("spec.containers is empty: there is nothing for the agent to wrap")
+    selected = _selected(annotations, by_name)
+    try:
+        annotation = entrypoints.parse_annotation(_annotation_text(annotations))
+    except entrypoints.EntrypointAnnotationError as err:
+        raise _Refusal(str(err)) from None
+
+    warnings: list[str] = []
+    missing: list[str] = []
+    wrapped: dict[str, list[str]] = {}
+    for name in selected:
+        container = by_name[name]
+        command = _strings(container.get("command"), f'container "{name}" command')
+        args = _strings(container.get("args"), f'container "{name}" args')
+        if command[:1] == [settings.agent_path]:
+            continue
+        image = container.get("image")
+        image = image if isinstance(image, str) else ""
+        resolved = entrypoints.resolve(
+            name=name,
+            image=image,
+            command=command,
+            args=args,
+            annotation=annotation,
+            index=settings.image_entrypoints,
+        )
+        if resolved is None:
+            missing.append(entrypoints.missing_command_message(name, image))
+            continue
+        if resolved.source == "image-index":
+            warnings.append(f'container "{name}": command taken from the image index entry for "{image}"')
+        wrapped[name] = [settings.agent_path, "run", "--", *resolved.argv]
+    if missing:
+        raise _Refusal("; ".join(missing))
+
+    for name, argv in wrapped.items():
+        container = by_name[name]
+        container["command"] = argv
+        container.pop("args", None)
+    for name in selected:
+        warnings.extend(_equip(by_name[name], name, settings))
+
+    init_containers = _list(spec, "initContainers", "spec.initContainers")
+    if names.INIT_CONTAINER not in _named(init_containers, "spec.initContainers"):
+        init_containers.insert(0, _init_container(settings))
+    volumes = _list(spec, "volumes", "spec.volumes")
+    present = _named(volumes, "spec.volumes")
+    for volume in _volumes(settings):
+        if volume["name"] not in present:
+            volumes.append(volume)
+
+    labels = metadata.get("labels") or {}
+    absent = [label for _, label in names.IDENTITY_LABELS if label not in labels]
+    if absent:
+        warnings.append(f"labels {', '.join(absent)} are absent: the agent reports without that identity")
+    metadata["annotations"] = {**annotations, names.VERSION_ANNOTATION: settings.agent_version}
+    return warnings
+
+
+def _annotation_text(annotations: JsonObject) -> str | None:
+    raw = annotations.get(names.ENTRYPOINT_ANNOTATION)
+    return raw if isinstance(raw, str) else None
+
+
+def _selected(annotations: JsonObject, by_name: dict[str, JsonObject]) -> list[str]:
+    raw = annotations.get(names.CONTAINERS_ANNOTATION)
+    if raw is None:
+        return list(by_name)
+    chosen = [part.strip() for part in str(raw).split(",") if part.strip()]
+    if not chosen:
+        raise _Refusal(
+            f"annotation {names.CONTAINERS_ANNOTATION} is empty: list container names (a,b), "
+            "or remove it to wrap every container"
+        )
+    unknown = [name for name in chosen if name not in by_name]
+    if unknown:
+        raise _Refusal(
+            f"annotation {names.CONTAINERS_ANNOTATION} names {', '.join(unknown)}, "
+            f"but the pod's containers are {', '.join(by_name)}"
+        )
+    return list(dict.fromkeys(chosen))
+
+
+def _agent_env(settings: InjectionSettings) -> list[JsonObject]:
+    def field(path: str) -> JsonObject:
+        return {"valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
+
+    env: list[JsonObject] = [
+        {"name": "LEOFLOW_CONTROLLER_ADDR", "value": settings.controller_addr},
+        {"name": "LEOFLOW_CA_FILE", "value": settings.ca_file},
+        {"name": "LEOFLOW_TOKEN_FILE", "value": settings.token_file},
+        {"name": "LEOFLOW_OUTPUTS_DIR", "value": settings.outputs_dir},
+        {"name": "LEOFLOW_POD_NAME", **field("metadata.name")},
+        {"name": "LEOFLOW_POD_NAMESPACE", **field("metadata.namespace")},
+        {"name": "LEOFLOW_POD_UID", **field("metadata.uid")},
+    ]
+    env.extend({"name": var, **field(f"metadata.labels['{label}']")} for var, label in names.IDENTITY_LABELS)
+    return env
+
+
+def _equip(container: JsonObject, name: str, settings: InjectionSettings) -> list[str]:
+    """Adds the agent's env and mounts; a user's own value for one of our env names is replaced."""
+    warnings: list[str] = []
+    env = _list(container, "env", f'container "{name}" env')
+    positions = _named(env, f'container "{name}" env')
+    for var in _agent_env(settings):
+        existing = positions.get(var["name"])
+        if existing is None:
+            env.append(var)
+        elif existing != var:
+            warnings.append(f'container "{name}": env {var["name"]} replaced by the agent\'s value')
+            existing.clear()
+            existing.update(var)
+
+    mounts = _list(container, "volumeMounts", f'container "{name}" volumeMounts')
+    by_mount_name = _named(mounts, f'container "{name}" volumeMounts')
+    paths = {m["mountPath"]: m["name"] for m in mounts if isinstance(m.get("mountPath"), str)}
+    for mount in _mounts(settings):
+        if mount["name"] in by_mount_name:
+            continue
+        taken_by = paths.get(mount["mountPath"])
+        if taken_by is not None:
+            raise _Refusal(
+                f'container "{name}" already mounts volume "{taken_by}" at {mount["mountPath"]}, '
+                "where the agent needs its own; move that mount"
+            )
+        mounts.append(mount)
+    return warnings
+
+
+def _mounts(settings: InjectionSettings) -> list[JsonObject]:
+    return [
+        {"name": names.BIN_VOLUME, "mountPath": settings.bin_dir, "readOnly": True},
+        {"name": names.IDENTITY_VOLUME, "mountPath": settings.identity_dir, "readOnly": True},
+        {"name": names.OUTPUTS_VOLUME, "mountPath": settings.outputs_dir},
+    ]
+
+
+def _init_container(settings: InjectionSettings) -> JsonObject:
+    return {
+        "name": names.INIT_CONTAINER,
+        "image": settings.agent_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": [names.IMAGE_AGENT_PATH, "install", settings.bin_dir],
+        "volumeMounts": [{"name": names.BIN_VOLUME, "mountPath": settings.bin_dir}],
+        "resources": _clone(_INIT_RESOURCES),
+        "securityContext": _clone(_INIT_SECURITY_CONTEXT),
+    }
+
+
+def _volumes(settings: InjectionSettings) -> list[JsonObject]:
+    sources: list[JsonObject] = [
+        {
+            "serviceAccountToken": {
+                "audience": names.TOKEN_AUDIENCE,
+                "expirationSeconds": settings.token_expiry_seconds,
+                "path": names.TOKEN_FILE,
+            }
+        }
+    ]
+    if settings.ca_configmap is not None:
+        sources.append(
+            {
+                "configMap": {
+                    "name": settings.ca_configmap,
+                    "items": [{"key": names.CA_FILE, "path": names.CA_FILE}],
+                    "optional": True,
+                }
+            }
+        )
+    return [
+        {"name": names.BIN_VOLUME, "emptyDir": {}},
+        {"name": names.IDENTITY_VOLUME, "projected": {"sources": sources}},
+        {"name": names.OUTPUTS_VOLUME, "emptyDir": {}},
+    ]

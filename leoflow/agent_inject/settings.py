@@ -1,0 +1,86 @@
+"""What an installation decides about injection, as one explicit, validated value.
+
+The webhook builds it from flags and environment; tests build it directly. It is frozen so one
+value can be shared by every concurrent review.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from leoflow import __version__
+
+# The API server refuses projected tokens that live shorter than ten minutes.
+MIN_TOKEN_EXPIRY_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class ImageEntrypoint:
+    """An image's ENTRYPOINT and CMD, for containers that rely on them (Argo's image index)."""
+
+    entrypoint: tuple[str, ...]
+    cmd: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.entrypoint and not self.cmd:
+            raise ValueError("an image entrypoint entry needs an entrypoint or a cmd")
+
+
+@dataclass(frozen=True)
+class InjectionSettings:
+    """Everything the mutation needs besides the pod.
+
+    ``agent_image`` and ``controller_addr`` have no sensible default; the paths do. The CA that
+    signs the controller's gRPC certificate reaches the pod through a projected ConfigMap
+    (``ca_configmap``, optional so a pod still starts before the ConfigMap exists).
+    """
+
+    agent_image: str
+    controller_addr: str
+    agent_version: str = __version__
+    bin_dir: str = "/leoflow/bin"
+    identity_dir: str = "/var/run/secrets/leoflow"
+    outputs_dir: str = "/leoflow/outputs"
+    ca_configmap: str | None = "leoflow-ca"
+    token_expiry_seconds: int = 3600
+    image_entrypoints: Mapping[str, ImageEntrypoint] = field(default_factory=dict)
+    image_pull_policy: str = "IfNotPresent"
+
+    def __post_init__(self) -> None:
+        if not self.agent_image.strip():
+            raise ValueError("agent_image must name the agent's container image")
+        if not self.controller_addr.strip():
+            raise ValueError("controller_addr must be host:port of the controller's agent endpoint")
+        if not self.agent_version.strip():
+            raise ValueError("agent_version must not be empty")
+        for name in ("bin_dir", "identity_dir", "outputs_dir"):
+            value = getattr(self, name)
+            if not posixpath.isabs(value) or posixpath.normpath(value) != value:
+                raise ValueError(f"{name} must be a normalised absolute path, got {value!r}")
+        if len({self.bin_dir, self.identity_dir, self.outputs_dir}) != 3:
+            raise ValueError("bin_dir, identity_dir and outputs_dir must be three different paths")
+        if self.token_expiry_seconds < MIN_TOKEN_EXPIRY_SECONDS:
+            raise ValueError(
+                f"token_expiry_seconds must be at least {MIN_TOKEN_EXPIRY_SECONDS}, "
+                f"got {self.token_expiry_seconds}"
+            )
+        if self.image_pull_policy not in ("Always", "IfNotPresent", "Never"):
+            raise ValueError(
+                f"image_pull_policy must be Always, IfNotPresent or Never, got {self.image_pull_policy!r}"
+            )
+        object.__setattr__(self, "image_entrypoints", MappingProxyType(dict(self.image_entrypoints)))
+
+    @property
+    def agent_path(self) -> str:
+        return posixpath.join(self.bin_dir, "leoflow-agent")
+
+    @property
+    def token_file(self) -> str:
+        return posixpath.join(self.identity_dir, "token")
+
+    @property
+    def ca_file(self) -> str:
+        return posixpath.join(self.identity_dir, "ca.crt")

@@ -1,0 +1,140 @@
+"""Property tests: whatever shape an opted-in pod has, the patch reproduces the mutation, and a
+second mutation changes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonpatch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leoflow.agent_inject import Denial, Injection, inject
+
+from .pods import AGENT, SETTINGS
+
+# Keys and values that stress JSON Pointer escaping and ordinary label syntax alike.
+keys = st.text(alphabet="ab/~.-_01", min_size=1, max_size=12)
+words = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=8)
+argv = st.lists(words, min_size=1, max_size=4)
+
+
+@st.composite
+def containers(draw: st.DrawFn, name: str) -> dict[str, Any]:
+    c: dict[str, Any] = {"name": name, "image": draw(st.sampled_from(["busybox", "app:1", "nginx:1.27"]))}
+    shape = draw(st.sampled_from(["command", "command+args", "args", "neither"]))
+    if "command" in shape:
+        c["command"] = draw(argv)
+    if shape in ("command+args", "args"):
+        c["args"] = draw(argv)
+    if draw(st.booleans()):
+        c["env"] = [
+            {"name": n, "value": "v"}
+            for n in draw(st.lists(st.sampled_from(["A", "B", "LEOFLOW_RUN"]), unique=True))
+        ]
+    if draw(st.booleans()):
+        c["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+    return c
+
+
+@st.composite
+def pods(draw: st.DrawFn) -> dict[str, Any]:
+    names = draw(
+        st.lists(st.sampled_from(["main", "side", "a~b", "x/y"]), min_size=1, max_size=3, unique=True)
+    )
+    metadata: dict[str, Any] = {"labels": {"leoflow.io/inject": "true"}}
+    annotations = draw(st.dictionaries(keys, words, max_size=3))
+    if draw(st.booleans()):
+        annotations["leoflow.io/entrypoint"] = draw(st.sampled_from(['["/entry"]', '{"main": ["/m", "-v"]}']))
+    if annotations or draw(st.booleans()):
+        metadata["annotations"] = annotations
+    metadata["labels"].update(draw(st.dictionaries(keys, words, max_size=2)))
+    metadata["labels"]["leoflow.io/inject"] = "true"
+    spec: dict[str, Any] = {"containers": [draw(containers(n)) for n in names]}
+    inits = []
+    if draw(st.booleans()):
+        inits.append({"name": "proxy", "image": "envoy", "restartPolicy": "Always"})
+    if draw(st.booleans()):
+        inits.append({"name": "setup", "image": "busybox", "command": ["true"]})
+    if inits or draw(st.booleans()):
+        spec["initContainers"] = inits
+    if draw(st.booleans()):
+        spec["volumes"] = [{"name": "data", "emptyDir": {}}]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+@settings(max_examples=300, deadline=None)
+@given(pods())
+def test_patch_applied_to_the_pod_gives_the_mutated_pod(pod: dict[str, Any]) -> None:
+    result = inject(pod, SETTINGS)
+    if isinstance(result, Denial):
+        # Only a container without a command and without an entrypoint for it may be refused.
+        assert "has no command" in result.message
+        return
+    assert jsonpatch.apply_patch(pod, result.patch) == result.pod
+
+
+@settings(max_examples=300, deadline=None)
+@given(pods())
+def test_mutating_twice_equals_mutating_once(pod: dict[str, Any]) -> None:
+    once = inject(pod, SETTINGS)
+    if isinstance(once, Denial):
+        return
+    twice = inject(once.pod, SETTINGS)
+    assert isinstance(twice, Injection)
+    assert twice.patch == []
+    assert twice.pod == once.pod
+
+
+@settings(max_examples=300, deadline=None)
+@given(pods())
+def test_every_wrapped_command_is_agent_then_the_original_argv(pod: dict[str, Any]) -> None:
+    result = inject(pod, SETTINGS)
+    if isinstance(result, Denial):
+        return
+    for before, after in zip(pod["spec"]["containers"], result.pod["spec"]["containers"], strict=True):
+        assert after["command"][:3] == [AGENT, "run", "--"]
+        assert "args" not in after
+        if before.get("command"):
+            assert after["command"][3:] == before["command"] + before.get("args", [])
+    inits = result.pod["spec"]["initContainers"]
+    assert inits[0]["name"] == "leoflow-agent-init"
+    assert inits[1:] == pod["spec"].get("initContainers", [])
+
+
+@settings(max_examples=200, deadline=None)
+@given(pods(), st.sampled_from([{}, {"leoflow.io/inject": "false"}, {"other": "true"}]))
+def test_pods_without_the_opt_in_label_are_unchanged(pod: dict[str, Any], labels: dict[str, str]) -> None:
+    pod["metadata"]["labels"] = labels
+    result = inject(pod, SETTINGS)
+    assert isinstance(result, Injection)
+    assert result.patch == []
+    assert result.pod == pod
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=20,
+)
+container_fields = st.sampled_from(["command", "args", "env", "volumeMounts", "image", "name"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_arbitrary_json_under_spec_never_raises(spec: Any) -> None:
+    pod = {"metadata": {"labels": {"leoflow.io/inject": "true"}}, "spec": spec}
+    assert isinstance(inject(pod, SETTINGS), Injection | Denial)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(container_fields, json_values), st.dictionaries(keys, json_values, max_size=3))
+def test_arbitrary_container_fields_and_annotations_never_raise(
+    fields: dict[str, Any], annotations: Any
+) -> None:
+    container = {"name": "m", "command": ["x"], **fields}
+    pod = {
+        "metadata": {"labels": {"leoflow.io/inject": "true"}, "annotations": annotations},
+        "spec": {"containers": [container]},
+    }
+    assert isinstance(inject(pod, SETTINGS), Injection | Denial)
