@@ -1,0 +1,75 @@
+"""``leoflow compile | validate | graph FILE``: leoflow.yaml from the command line.
+
+Problems go to stderr, one ``file:line:column: path: message`` per line, all of them, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from leoflow.cli import EXIT_OK, EXIT_USAGE
+from leoflow.spec.compiler import CompiledDag, compile_path
+from leoflow.spec.graph import render
+from leoflow.spec.problems import CompileError
+
+
+def register(subparsers: Any) -> None:
+    compile_parser = subparsers.add_parser("compile", help="compile leoflow.yaml into a DAG resource")
+    compile_parser.add_argument("file", type=Path, help="path to leoflow.yaml")
+    compile_parser.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
+    compile_parser.add_argument("-n", "--namespace", default=None, help="set metadata.namespace")
+    compile_parser.set_defaults(handler=_compile)
+
+    validate_parser = subparsers.add_parser("validate", help="check leoflow.yaml and report every problem")
+    validate_parser.add_argument("file", type=Path, help="path to leoflow.yaml")
+    validate_parser.set_defaults(handler=_validate)
+
+    graph_parser = subparsers.add_parser("graph", help="draw the task graph of leoflow.yaml")
+    graph_parser.add_argument("file", type=Path, help="path to leoflow.yaml")
+    graph_parser.add_argument("--format", choices=("text", "dot", "mermaid"), default="text")
+    graph_parser.set_defaults(handler=_graph)
+
+
+def _load(path: Path) -> CompiledDag | None:
+    try:
+        return compile_path(path)
+    except CompileError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        count = len(err.problems)
+        print(f"leoflow: {count} problem{'s' if count != 1 else ''} in {path}", file=sys.stderr)
+        return None
+
+
+def _compile(args: argparse.Namespace) -> int:
+    dag = _load(args.file)
+    if dag is None:
+        return EXIT_USAGE
+    resource = dag.resource(args.namespace)
+    if args.output == "json":
+        sys.stdout.write(json.dumps(resource, indent=2) + "\n")
+    else:
+        sys.stdout.write(yaml.safe_dump(resource, sort_keys=False, width=120))
+    return EXIT_OK
+
+
+def _validate(args: argparse.Namespace) -> int:
+    dag = _load(args.file)
+    if dag is None:
+        return EXIT_USAGE
+    print(f"{args.file}: DAG '{dag.name}' is valid: {len(dag.spec.tasks)} tasks, definition {dag.spec.definitionHash}")
+    return EXIT_OK
+
+
+def _graph(args: argparse.Namespace) -> int:
+    dag = _load(args.file)
+    if dag is None:
+        return EXIT_USAGE
+    sys.stdout.write(render(dag.name, dag.spec, args.format))
+    return EXIT_OK

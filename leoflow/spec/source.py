@@ -1,0 +1,227 @@
+"""Reading leoflow.yaml into plain data plus the line and column of every key and value.
+
+PyYAML is already a dependency and its libyaml-backed event parser is fast, so instead of adding
+ruamel.yaml we build values from the event stream ourselves. That one pass also enforces what the
+stock loaders do not: duplicate keys are errors (YAML says keys are unique; PyYAML silently keeps
+the last, which would hide a duplicated task), nesting depth is bounded, and aliases are counted
+as if expanded so an alias bomb is refused after ``MAX_YAML_NODES`` instead of exhausting memory.
+Timestamps stay strings: a param default ``2024-01-01`` means the text, not a date object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
+
+from leoflow.spec.fields import MAX_FILE_BYTES, MAX_NESTING, MAX_YAML_NODES
+from leoflow.spec.problems import CompileError, Mark, Path, Problem, format_path
+
+_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_TAG = "tag:yaml.org,2002:"
+_resolver = Resolver()
+_constructor = SafeConstructor()
+_SCALARS = {
+    _TAG + "null": _constructor.construct_yaml_null,
+    _TAG + "bool": _constructor.construct_yaml_bool,
+    _TAG + "int": _constructor.construct_yaml_int,
+    _TAG + "float": _constructor.construct_yaml_float,
+}
+_AS_TEXT = {_TAG + "str", _TAG + "timestamp", _TAG + "merge", "!"}
+
+
+@dataclass
+class Document:
+    """Parsed data; ``marks[path]`` is where the value at ``path`` starts, ``key_marks`` its key."""
+
+    file: str
+    data: Any
+    marks: dict[Path, Mark] = field(default_factory=dict)
+    key_marks: dict[Path, Mark] = field(default_factory=dict)
+
+    def mark(self, path: Path, *, key: bool = False) -> Mark:
+        """The position of ``path``, or of its nearest ancestor that exists."""
+        while True:
+            if key and path in self.key_marks:
+                return self.key_marks[path]
+            if path in self.marks:
+                return self.marks[path]
+            if not path:
+                return Mark(1, 1)
+            path = path[:-1]
+
+    def problem(self, path: Path, message: str, *, key: bool = False) -> Problem:
+        return Problem(self.file, self.mark(path, key=key), format_path(path), message)
+
+
+def _mark(event: Any) -> Mark:
+    return Mark(event.start_mark.line + 1, event.start_mark.column + 1)
+
+
+class _Refused(Exception):
+    def __init__(self, mark: Mark, message: str) -> None:
+        super().__init__(message)
+        self.mark = mark
+
+
+@dataclass
+class _Frame:
+    value: dict[Any, Any] | list[Any]
+    path: Path
+    anchor: str | None
+    size: int = 1
+    key: Any = None
+    key_mark: Mark | None = None
+    has_key: bool = False
+    merges: list[tuple[dict[Any, Any], Mark]] = field(default_factory=list)
+
+
+class _Builder:
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.stack: list[_Frame] = []
+        self.anchors: dict[str, tuple[Any, int]] = {}
+        self.nodes = 0
+        self.documents = 0
+        self.root: Any = None
+
+    def feed(self, event: Any) -> None:
+        if isinstance(event, yaml.DocumentStartEvent):
+            self.documents += 1
+            if self.documents > 1:
+                raise _Refused(_mark(event), "expected one YAML document, found several ('---')")
+        elif isinstance(event, yaml.ScalarEvent):
+            self._add(self._scalar(event), 1, event)
+        elif isinstance(event, yaml.AliasEvent):
+            if event.anchor not in self.anchors:
+                raise _Refused(_mark(event), f"alias *{event.anchor} refers to no anchor")
+            value, size = self.anchors[event.anchor]
+            self._count(size, event)
+            self._add(value, size, event, alias=True)
+        elif isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            self._open(event)
+        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            self._close(event)
+
+    def _count(self, size: int, event: Any) -> None:
+        self.nodes += size
+        if self.nodes > MAX_YAML_NODES:
+            raise _Refused(
+                _mark(event),
+                f"the document expands to more than {MAX_YAML_NODES} values (an alias bomb?); refused",
+            )
+
+    def _scalar(self, event: Any) -> Any:
+        self._count(1, event)
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = _resolver.resolve(yaml.ScalarNode, event.value, event.implicit)  # type: ignore[no-untyped-call]
+        if tag in _SCALARS:
+            node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark)
+            return _SCALARS[tag](node)
+        if tag in _AS_TEXT:
+            return event.value
+        raise _Refused(_mark(event), f"unsupported YAML tag {tag}")
+
+    def _open(self, event: Any) -> None:
+        self._count(1, event)
+        if len(self.stack) >= MAX_NESTING:
+            raise _Refused(_mark(event), f"nesting deeper than {MAX_NESTING} levels; refused")
+        path = self._child_path(event)
+        self.doc.marks[path] = _mark(event)
+        container: dict[Any, Any] | list[Any] = {} if isinstance(event, yaml.MappingStartEvent) else []
+        self.stack.append(_Frame(container, path, event.anchor))
+
+    def _child_path(self, event: Any) -> Path:
+        if not self.stack:
+            return ()
+        parent = self.stack[-1]
+        if isinstance(parent.value, list):
+            return (*parent.path, len(parent.value))
+        if not parent.has_key:
+            raise _Refused(_mark(event), "a mapping key must be a plain value, not a mapping or list")
+        return (*parent.path, parent.key)
+
+    def _close(self, event: Any) -> None:
+        frame = self.stack.pop()
+        if isinstance(frame.value, dict):
+            for merged, mark in frame.merges:
+                for key, value in merged.items():
+                    if key not in frame.value:
+                        frame.value[key] = value
+                        self.doc.marks.setdefault((*frame.path, key), mark)
+        if frame.anchor is not None:
+            self.anchors[frame.anchor] = (frame.value, frame.size)
+        self._attach(frame.value, frame.size, event, frame.path)
+
+    def _add(self, value: Any, size: int, event: Any, alias: bool = False) -> None:
+        if not alias and getattr(event, "anchor", None) is not None:
+            self.anchors[event.anchor] = (value, size)
+        if not self.stack:
+            self.doc.marks[()] = _mark(event)
+            self.root = value
+            return
+        parent = self.stack[-1]
+        if isinstance(parent.value, dict) and not parent.has_key:
+            if isinstance(value, dict | list):
+                raise _Refused(_mark(event), "a mapping key must be a plain value, not a mapping or list")
+            parent.key, parent.key_mark, parent.has_key = value, _mark(event), True
+            return
+        path = self._child_path(event)
+        self.doc.marks[path] = _mark(event)
+        self._attach(value, size, event, path)
+
+    def _attach(self, value: Any, size: int, event: Any, path: Path) -> None:
+        if not self.stack:
+            self.root = value
+            return
+        parent = self.stack[-1]
+        parent.size += size
+        if isinstance(parent.value, list):
+            parent.value.append(value)
+            return
+        key, key_mark = parent.key, parent.key_mark
+        parent.key, parent.key_mark, parent.has_key = None, None, False
+        if key == "<<" and isinstance(value, dict | list):
+            merged = [value] if isinstance(value, dict) else [v for v in value if isinstance(v, dict)]
+            parent.merges.extend((m, _mark(event)) for m in merged)
+            return
+        if key in parent.value:
+            assert key_mark is not None
+            raise _Refused(key_mark, f"duplicate key '{key}' in {format_path(parent.path) or 'the file'}")
+        parent.value[key] = value
+        if key_mark is not None:
+            self.doc.key_marks[path] = key_mark
+
+
+def load(text: bytes | str, file: str) -> Document:
+    """Parse one YAML document; raises ``CompileError`` for syntax errors and hostile input."""
+    size = len(text.encode() if isinstance(text, str) else text)
+    if size > MAX_FILE_BYTES:
+        raise CompileError(
+            [Problem(file, Mark(1, 1), "", f"file is {size} bytes; the limit is {MAX_FILE_BYTES} bytes")]
+        )
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise CompileError([Problem(file, Mark(1, 1), "", f"file is not UTF-8 text: {err}")]) from err
+    doc = Document(file, None)
+    builder = _Builder(doc)
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            builder.feed(event)
+    except _Refused as err:
+        raise CompileError([Problem(file, err.mark, "", str(err))]) from err
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = Mark(mark.line + 1, mark.column + 1) if mark is not None else Mark(1, 1)
+        what = " ".join(str(p) for p in (err.context, err.problem) if p)
+        raise CompileError([Problem(file, where, "", f"YAML syntax error: {what}")]) from err
+    except yaml.YAMLError as err:
+        raise CompileError([Problem(file, Mark(1, 1), "", f"YAML error: {err}")]) from err
+    doc.data = builder.root
+    return doc
