@@ -48,6 +48,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from leoflow.spec.fields import MAX_TASK_NAME, Quantity
 from leoflow.spec.model import (
     CommandSensor,
     ConcurrencyPolicy,
@@ -87,8 +88,10 @@ class EnvVar(ResourceModel):
 
 
 class ResourceRequirements(ResourceModel):
-    requests: dict[str, str] = Field(default_factory=dict, json_schema_extra={"x-quantity-map": True})
-    limits: dict[str, str] = Field(default_factory=dict, json_schema_extra={"x-quantity-map": True})
+    """Kubernetes ``ResourceRequirements``: quantities by resource name (``cpu``, ``memory``, ...)."""
+
+    requests: dict[str, Quantity] = Field(default_factory=dict, json_schema_extra={"x-quantity-map": True})
+    limits: dict[str, Quantity] = Field(default_factory=dict, json_schema_extra={"x-quantity-map": True})
 
 
 class Toleration(ResourceModel):
@@ -143,7 +146,9 @@ class CompiledFanOut(ResourceModel):
 
 
 class CompiledTask(ResourceModel):
-    name: str
+    """One task; its index is its position in ``DagSpec.tasks`` (topological order)."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=MAX_TASK_NAME)
     upstreams: list[int] = Field(default_factory=list)
     downstreams: list[int] = Field(default_factory=list)
     trigger: TriggerRule = "all_success"
