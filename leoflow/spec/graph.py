@@ -14,7 +14,7 @@ Format = Literal["text", "dot", "mermaid"]
 
 
 def _label(task: CompiledTask) -> str:
-    extras = []
+    extras: list[str] = []
     if task.trigger != "all_success":
         extras.append(task.trigger)
     if task.fanOut is not None:
