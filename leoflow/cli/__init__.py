@@ -20,7 +20,11 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
-COMMAND_MODULES: tuple[str, ...] = ("leoflow.cli.dev",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "leoflow.cli.dev",
+    "leoflow.cli.webhook",
+    "leoflow.cli.certs",
+)
 
 Handler = Callable[[argparse.Namespace], int]
 

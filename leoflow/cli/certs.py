@@ -1,0 +1,78 @@
+"""``leoflow certs generate``: a CA and a webhook serving certificate for a manifest install."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+from leoflow.certs import authority, rotation
+from leoflow.cli import EXIT_OK, EXIT_USAGE, CommandError
+
+FILES = ("ca.crt", "ca.key", "tls.crt", "tls.key")
+
+
+def register(subparsers: Any) -> None:
+    certs = subparsers.add_parser("certs", help="webhook TLS certificates")
+    actions = certs.add_subparsers(dest="certs_command", metavar="ACTION", required=True)
+    generate = actions.add_parser(
+        "generate",
+        help="write a self-signed CA and a serving certificate for the webhook Service",
+        description="Writes ca.crt, ca.key, tls.crt and tls.key into --out. The serving certificate "
+        "covers NAME, NAME.NS, NAME.NS.svc, NAME.NS.svc.cluster.local and every --ip.",
+    )
+    generate.add_argument("--out", type=Path, required=True, help="directory to write the files into")
+    generate.add_argument("--service", required=True, help="the webhook Service's name")
+    generate.add_argument("--namespace", required=True, help="the webhook Service's namespace")
+    generate.add_argument(
+        "--ip", action="append", help="an IP SAN (repeatable; default 127.0.0.1 for a webhook run locally)"
+    )
+    generate.add_argument("--days", type=int, default=365, help="serving certificate lifetime (default 365)")
+    generate.add_argument("--ca-days", type=int, default=3650, help="CA lifetime (default 3650)")
+    generate.add_argument("--force", action="store_true", help="overwrite existing files")
+    generate.set_defaults(handler=run_generate)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    ips: list[str] = args.ip if args.ip else ["127.0.0.1"]
+    for ip in ips:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise CommandError(f"--ip {ip!r} is not an IP address", EXIT_USAGE) from None
+    if args.days < 1 or args.ca_days < args.days:
+        raise CommandError("--days must be at least 1 and --ca-days at least --days", EXIT_USAGE)
+    existing = [name for name in FILES if (args.out / name).exists()]
+    if existing and not args.force:
+        raise CommandError(f"{args.out} already holds {', '.join(existing)}; pass --force to replace them")
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca = authority.new_ca(
+        common_name=rotation.CA_COMMON_NAME, now=now, validity=datetime.timedelta(days=args.ca_days)
+    )
+    try:
+        dns_names = authority.service_dns_names(args.service, args.namespace)
+        serving = authority.issue_serving(
+            ca,
+            dns_names=dns_names,
+            ip_addresses=tuple(ips),
+            now=now,
+            validity=datetime.timedelta(days=args.days),
+        )
+    except ValueError as err:
+        raise CommandError(f"cannot issue the serving certificate: {err}", EXIT_USAGE) from None
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, content, mode in (
+        ("ca.crt", ca.cert_pem, 0o644),
+        ("ca.key", ca.key_pem, 0o600),
+        ("tls.crt", serving.cert_pem, 0o644),
+        ("tls.key", serving.key_pem, 0o600),
+    ):
+        path = args.out / name
+        path.write_bytes(content)
+        path.chmod(mode)
+    print(f"wrote {', '.join(FILES)} to {args.out} for {', '.join((*dns_names, *ips))}")
+    return EXIT_OK

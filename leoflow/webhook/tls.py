@@ -1,0 +1,77 @@
+"""The serving certificate, reloaded when its files change without dropping connections.
+
+Mounted Secrets change by an atomic symlink swap and send no reliable filesystem event, so the
+files are polled (kopf does the same). A change is first loaded into a scratch context: a
+half-written pair (new certificate, old key) fails there and is retried on the next check, and
+never reaches the live context. The live ``SSLContext`` is then updated in place with
+``load_cert_chain``; every new handshake uses the new pair, open connections keep theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+Stamp = tuple[tuple[int, int, int], ...]
+
+
+def _server_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+class ReloadingCertificate:
+    """Owns the live server ``SSLContext``; raises ``ssl.SSLError``/``OSError`` if the first load fails."""
+
+    def __init__(
+        self, cert_file: Path, key_file: Path, *, on_reload: Callable[[], None] | None = None
+    ) -> None:
+        self.cert_file = cert_file
+        self.key_file = key_file
+        self.context = _server_context()
+        self._on_reload = on_reload
+        self._stamp = self._current_stamp()
+        self.context.load_cert_chain(cert_file, key_file)
+
+    def _current_stamp(self) -> Stamp:
+        def one(path: Path) -> tuple[int, int, int]:
+            info = os.stat(path)
+            return (info.st_mtime_ns, info.st_size, info.st_ino)
+
+        return (one(self.cert_file), one(self.key_file))
+
+    def reload_if_changed(self) -> bool:
+        """Loads the files again if they changed and form a valid pair; True when it did."""
+        try:
+            stamp = self._current_stamp()
+        except OSError as err:
+            log.warning("certificate files unreadable; keeping the loaded pair", extra={"error": str(err)})
+            return False
+        if stamp == self._stamp:
+            return False
+        try:
+            _server_context().load_cert_chain(self.cert_file, self.key_file)
+            self.context.load_cert_chain(self.cert_file, self.key_file)
+        except (ssl.SSLError, OSError) as err:
+            log.warning(
+                "changed certificate files do not load yet; keeping the loaded pair",
+                extra={"cert_file": str(self.cert_file), "error": str(err)},
+            )
+            return False
+        self._stamp = stamp
+        log.info("serving certificate reloaded", extra={"cert_file": str(self.cert_file)})
+        if self._on_reload is not None:
+            self._on_reload()
+        return True
+
+    async def watch(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.reload_if_changed()
