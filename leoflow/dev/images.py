@@ -34,7 +34,7 @@ AGENT_IMAGE = "leoflow.dev/agent:dev"
 BUSYBOX = Path("/bin/busybox")
 CONTAINERD_NAMESPACE = "k8s.io"
 
-_PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _TAG_RE = re.compile(
     r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*:[\w][\w.-]{0,127}$"
 )
@@ -92,7 +92,7 @@ class ImageSpec:
     files: Mapping[str, Entry]
     entrypoint: Sequence[str] = ()
     cmd: Sequence[str] = ()
-    env: Sequence[str] = (_PATH_ENV,)
+    env: Sequence[str] = (PATH_ENV,)
     workdir: str = "/"
     labels: Mapping[str, str] = field(default_factory=dict)
 

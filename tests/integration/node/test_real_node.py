@@ -1,0 +1,236 @@
+"""Pods on the real node truly run: logs, exit codes, OOM kills, pull errors, init containers,
+graceful deletion and termination messages all come from the kubelet and runc, not a simulation."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leoflow.dev.images import BASE_IMAGE
+from leoflow.dev.testing import ClusterHandle
+
+pytestmark = [pytest.mark.cluster, pytest.mark.node]
+
+Pod = dict[str, Any]
+
+
+def container(command: str, name: str = "main", **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": BASE_IMAGE,
+        "imagePullPolicy": "Never",
+        "command": ["sh", "-c", command],
+        **extra,
+    }
+
+
+def pod_manifest(name: str, containers: list[dict[str, Any]], **spec: Any) -> Pod:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeSelector": {"leoflow.io/node-type": "real"},
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": 2,
+            "containers": containers,
+            **spec,
+        },
+    }
+
+
+def create(cluster: ClusterHandle, namespace: str, manifest: Pod) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+
+
+def get_pod(cluster: ClusterHandle, namespace: str, name: str) -> Pod | None:
+    result = cluster.kubectl("get", "pod", name, "-n", namespace, "-o", "json", check=False)
+    if result.returncode != 0:
+        if "NotFound" in result.stderr:
+            return None
+        raise AssertionError(f"kubectl get pod {name}: {result.stderr}")
+    pod: Pod = json.loads(result.stdout)
+    return pod
+
+
+def wait_pod(
+    cluster: ClusterHandle,
+    namespace: str,
+    name: str,
+    *,
+    done: Callable[[Pod], bool],
+    what: str,
+    within: float = 90,
+) -> Pod:
+    deadline = time.monotonic() + within
+    pod: Pod | None = None
+    while time.monotonic() < deadline:
+        pod = get_pod(cluster, namespace, name)
+        if pod is not None and done(pod):
+            return pod
+        time.sleep(0.25)
+    status = json.dumps((pod or {}).get("status", {}), indent=1)
+    raise AssertionError(f"pod {namespace}/{name} never became {what}; last status:\n{status}")
+
+
+def finished(pod: Pod) -> bool:
+    return pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
+
+
+def main_state(pod: Pod) -> dict[str, Any]:
+    statuses = pod["status"].get("containerStatuses", [])
+    state: dict[str, Any] = next(s for s in statuses if s["name"] == "main")["state"]
+    return state
+
+
+def test_shell_command_runs_and_its_logs_are_readable_through_the_api(
+    cluster: ClusterHandle, namespace: str, real_node: str
+) -> None:
+    create(
+        cluster, namespace, pod_manifest("echo", [container("echo hello from $(hostname); echo line two")])
+    )
+    pod = wait_pod(cluster, namespace, "echo", done=finished, what="finished")
+    assert pod["status"]["phase"] == "Succeeded"
+    assert pod["spec"]["nodeName"] == real_node
+    logs = cluster.kubectl("logs", "echo", "-n", namespace).stdout
+    assert logs == "hello from echo\nline two\n"
+
+
+def test_exit_code_3_shows_as_terminated_exit_code_and_phase_failed(
+    cluster: ClusterHandle, namespace: str, real_node: str
+) -> None:
+    create(cluster, namespace, pod_manifest("exit3", [container("echo failing; exit 3")]))
+    pod = wait_pod(cluster, namespace, "exit3", done=finished, what="finished")
+    assert pod["status"]["phase"] == "Failed"
+    terminated = main_state(pod)["terminated"]
+    assert terminated["exitCode"] == 3
+    assert terminated["reason"] == "Error"
+
+
+def test_container_over_its_memory_limit_is_oom_killed(
+    cluster: ClusterHandle, namespace: str, real_node: str
+) -> None:
+    # `tail` keeps the last lines of a stream; /dev/zero has no newline, so it buffers without end.
+    hog = container("tail /dev/zero", resources={"limits": {"memory": "32Mi"}})
+    create(cluster, namespace, pod_manifest("hog", [hog]))
+    pod = wait_pod(cluster, namespace, "hog", done=finished, what="finished")
+    terminated = main_state(pod)["terminated"]
+    assert terminated["reason"] == "OOMKilled"
+    assert terminated["exitCode"] == 137
+    assert pod["status"]["phase"] == "Failed"
+
+
+def test_missing_image_gives_err_image_pull_and_no_network_pull(
+    cluster: ClusterHandle, namespace: str, real_node: str
+) -> None:
+    missing = {
+        **container("true"),
+        "image": "leoflow.dev/does-not-exist:1",
+        "imagePullPolicy": "IfNotPresent",
+    }
+    create(cluster, namespace, pod_manifest("missing", [missing]))
+
+    def pull_failed(pod: Pod) -> bool:
+        statuses = pod.get("status", {}).get("containerStatuses", [])
+        reason = statuses[0]["state"].get("waiting", {}).get("reason") if statuses else None
+        return reason in ("ErrImagePull", "ImagePullBackOff")
+
+    pod = wait_pod(cluster, namespace, "missing", done=pull_failed, what="ErrImagePull/ImagePullBackOff")
+    waiting = main_state(pod)["waiting"]
+    assert (
+        "leoflow.dev/does-not-exist:1" in waiting.get("message", "")
+        or waiting["reason"] == "ImagePullBackOff"
+    )
+    events = cluster.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=missing", "-o", "json"
+    ).stdout
+    messages = " ".join(e.get("message", "") for e in json.loads(events)["items"])
+    assert "failed to pull" in messages.lower() or "failed to resolve" in messages.lower()
+
+
+def test_init_containers_run_before_containers_and_share_an_empty_dir(
+    cluster: ClusterHandle, namespace: str, real_node: str
+) -> None:
+    mount = [{"name": "work", "mountPath": "/work"}]
+    manifest = pod_manifest(
+        "init",
+        [container("echo main >> /work/order; cat /work/order", volumeMounts=mount)],
+        initContainers=[
+            container("echo first >> /work/order", name="first", volumeMounts=mount),
+            container("echo second >> /work/order", name="second", volumeMounts=mount),
+        ],
+        volumes=[{"name": "work", "emptyDir": {}}],
+    )
+    create(cluster, namespace, manifest)
+    pod = wait_pod(cluster, namespace, "init", done=finished, what="finished")
+    assert pod["status"]["phase"] == "Succeeded"
+    assert cluster.kubectl("logs", "init", "-c", "main", "-n", namespace).stdout == "first\nsecond\nmain\n"
+    inits = pod["status"]["initContainerStatuses"]
+    assert [s["state"]["terminated"]["exitCode"] for s in inits] == [0, 0]
+
+
+def test_deleted_running_pod_gets_sigterm_then_sigkill_after_its_grace_period(
+    cluster: ClusterHandle, namespace: str, real_node: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "signals"
+    out.mkdir()
+    # The trap records SIGTERM and carries on ticking: only SIGKILL can end this container.
+    script = (
+        "trap 'echo TERM >> /out/events' TERM; echo started >> /out/events; "
+        "while :; do echo tick >> /out/events; sleep 0.2; done"
+    )
+    manifest = pod_manifest(
+        "stubborn",
+        [container(script, volumeMounts=[{"name": "out", "mountPath": "/out"}])],
+        volumes=[{"name": "out", "hostPath": {"path": str(out), "type": "Directory"}}],
+        terminationGracePeriodSeconds=3,
+    )
+    create(cluster, namespace, manifest)
+    wait_pod(
+        cluster, namespace, "stubborn", done=lambda p: p["status"].get("phase") == "Running", what="Running"
+    )
+    events_file = out / "events"
+    deadline = time.monotonic() + 30
+    while "tick" not in (events_file.read_text() if events_file.exists() else ""):
+        assert time.monotonic() < deadline, "container never started ticking"
+        time.sleep(0.1)
+
+    cluster.kubectl("delete", "pod", "stubborn", "-n", namespace, "--wait=true", "--timeout=60s")
+
+    events = events_file.read_text().split()
+    assert "TERM" in events, f"no SIGTERM recorded: {events}"
+    after_term = events[events.index("TERM") + 1 :]
+    assert "tick" in after_term, "the container stopped on SIGTERM although it ignores it"
+    settled = events_file.read_text()
+    time.sleep(1)
+    assert events_file.read_text() == settled, "the container still runs after the pod was deleted"
+
+
+def test_termination_message_written_by_the_container_appears_in_the_status(
+    cluster: ClusterHandle, namespace: str, real_node: str
+) -> None:
+    write = container("echo 'task result: 42' > /dev/termination-log; exit 1")
+    create(cluster, namespace, pod_manifest("message", [write]))
+    pod = wait_pod(cluster, namespace, "message", done=finished, what="finished")
+    terminated = main_state(pod)["terminated"]
+    assert terminated["message"] == "task result: 42\n"
+    assert terminated["exitCode"] == 1
+
+
+def test_pod_network_has_no_route_out_of_the_machine(
+    cluster: ClusterHandle, namespace: str, real_node: str
+) -> None:
+    probe = container(
+        "ip route; if ip route | grep -q default; then exit 10; fi; ping -c 1 -W 1 192.0.2.1 2>&1; true"
+    )
+    create(cluster, namespace, pod_manifest("netprobe", [probe]))
+    pod = wait_pod(cluster, namespace, "netprobe", done=finished, what="finished")
+    logs = cluster.kubectl("logs", "netprobe", "-n", namespace).stdout
+    assert pod["status"]["phase"] == "Succeeded", logs
+    assert "Network is unreachable" in logs
