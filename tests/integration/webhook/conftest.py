@@ -1,0 +1,237 @@
+"""The webhook as the API server sees it: a `leoflow webhook serve` subprocess on 127.0.0.1 with
+a freshly generated certificate, and a MutatingWebhookConfiguration pointing at it.
+
+The webhook runs as its own process (not on the test's event loop), because the tests call
+kubectl synchronously and a blocked loop could not answer the API server. Every configuration a
+test registers is cluster-scoped and removed when the test ends, whatever happens.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leoflow.dev.testing import ClusterHandle
+
+AGENT_IMAGE = "leoflow.local/leoflow-agent:test"
+CONTROLLER_ADDR = "127.0.0.1:9443"
+EXCLUDED = ["kube-system", "kube-public", "kube-node-lease", "leoflow-system"]
+
+
+@dataclass(frozen=True)
+class Webhook:
+    url: str
+    ca_bundle: bytes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("webhook-tls")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "leoflow",
+            "certs",
+            "generate",
+            "--out",
+            str(out),
+            "--service",
+            "leoflow-webhook",
+            "--namespace",
+            "leoflow-system",
+            "--ip",
+            "127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def webhook(tls_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Webhook]:
+    port = free_port()
+    log = (tmp_path_factory.mktemp("webhook-log") / "webhook.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "leoflow",
+            "-v",
+            "webhook",
+            "serve",
+            "--cert-file",
+            str(tls_dir / "tls.crt"),
+            "--key-file",
+            str(tls_dir / "tls.key"),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--agent-image",
+            AGENT_IMAGE,
+            "--controller-addr",
+            CONTROLLER_ADDR,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    context = ssl.create_default_context(cafile=str(tls_dir / "ca.crt"))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(
+                f"https://127.0.0.1:{port}/readyz", context=context, timeout=2
+            ) as resp:
+                if resp.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"webhook did not become ready; log: {Path(log.name).read_text()[-2000:]}")
+        time.sleep(0.1)
+    try:
+        yield Webhook(f"https://127.0.0.1:{port}/mutate-pods", (tls_dir / "ca.crt").read_bytes())
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def webhook_configuration(name: str, url: str, ca_bundle: bytes) -> dict[str, Any]:
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "leoflow-tests"}},
+        "webhooks": [
+            {
+                "name": "inject.agent.leoflow.io",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Fail",
+                "timeoutSeconds": 5,
+                "reinvocationPolicy": "Never",
+                "matchPolicy": "Equivalent",
+                "rules": [
+                    {
+                        "operations": ["CREATE"],
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "resources": ["pods"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "objectSelector": {"matchLabels": {"leoflow.io/inject": "true"}},
+                "namespaceSelector": {
+                    "matchExpressions": [
+                        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": EXCLUDED}
+                    ]
+                },
+                "clientConfig": {"url": url, "caBundle": base64.b64encode(ca_bundle).decode()},
+            }
+        ],
+    }
+
+
+Register = Callable[[str, bytes], str]
+
+
+@pytest.fixture
+def register_webhook(cluster: ClusterHandle) -> Iterator[Register]:
+    """Creates a MutatingWebhookConfiguration for a URL; deletes every one created, at teardown."""
+    created: list[str] = []
+
+    def register(url: str, ca_bundle: bytes) -> str:
+        name = f"leoflow-test-{uuid.uuid4().hex[:8]}"
+        created.append(name)
+        cluster.kubectl("create", "-f", "-", input=json.dumps(webhook_configuration(name, url, ca_bundle)))
+        return name
+
+    yield register
+    for name in created:
+        cluster.kubectl("delete", "mutatingwebhookconfiguration", name, "--ignore-not-found", check=False)
+
+
+def labelled_pod(name: str, *, labelled: bool = True, command: list[str] | None = None) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "main", "image": "busybox:1.37"}
+    if command is not None:
+        container["command"] = command
+    labels = {"leoflow.io/inject": "true", "leoflow.io/task": "t1"} if labelled else {}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"containers": [container], "terminationGracePeriodSeconds": 0},
+    }
+
+
+def dry_run_create(
+    cluster: ClusterHandle, namespace: str, obj: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
+    return cluster.kubectl(
+        "create",
+        "--dry-run=server",
+        "-o",
+        "json",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=json.dumps(obj),
+        check=False,
+    )
+
+
+def is_injected(pod: dict[str, Any]) -> bool:
+    inits = pod["spec"].get("initContainers") or []
+    return bool(inits) and inits[0]["name"] == "leoflow-agent-init"
+
+
+def wait_until_webhook_active(cluster: ClusterHandle, namespace: str, check: Callable[[Any], bool]) -> Any:
+    """The API server picks a new configuration up a few hundred ms after it is created: poll a
+    dry-run create until ``check`` accepts the result (the parsed pod, or the failed process)."""
+    deadline = time.monotonic() + 30
+    while True:
+        result = dry_run_create(cluster, namespace, labelled_pod("probe", command=["true"]))
+        outcome: Any = json.loads(result.stdout) if result.returncode == 0 else result
+        if check(outcome):
+            return outcome
+        if time.monotonic() > deadline:
+            raise AssertionError(f"webhook configuration never took effect; last: {outcome}")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def active_webhook(
+    cluster: ClusterHandle, namespace: str, webhook: Webhook, register_webhook: Register
+) -> Iterator[str]:
+    """Our webhook registered, and proven in effect for ``namespace``."""
+    name = register_webhook(webhook.url, webhook.ca_bundle)
+    wait_until_webhook_active(cluster, namespace, lambda out: isinstance(out, dict) and is_injected(out))
+    yield name
