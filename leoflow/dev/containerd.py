@@ -213,6 +213,17 @@ def ensure_bridge(paths: NodePaths) -> None:
     bridge's own address is local to this machine and routes nowhere else, so it serves as both.
     The CNI bridge plugin later finds the bridge with its gateway address already in place.
     """
+    taken = subprocess.run(
+        ["ip", "-o", "-4", "addr", "show", "to", paths.pod_subnet],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    if len(taken) > 1 and taken[1] != paths.bridge:
+        raise ContainerdError(
+            f"pod subnet {paths.pod_subnet} of this cluster home is already used by interface {taken[1]} "
+            "(another dev cluster?): stop it or use another --home"
+        )
     link = Path(f"/sys/class/net/{paths.bridge}")
     commands = [] if link.exists() else [["ip", "link", "add", paths.bridge, "type", "bridge"]]
     commands += [

@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,6 +212,8 @@ def kubelet_config(env: NodeEnvironment, paths: NodePaths, port: int, healthz_po
         "serializeImagePulls": False,
         "registerNode": True,
         "protectKernelDefaults": False,
+        # Leave the host's iptables alone: nothing here needs the kubelet's canary/firewall chains.
+        "makeIPTablesUtilChains": False,
         "localStorageCapacityIsolation": True,
         "nodeStatusUpdateFrequency": "4s",
         "nodeStatusReportFrequency": "10s",
@@ -313,7 +316,18 @@ def _create_cgroup_root(paths: NodePaths) -> None:
                 (top / name).write_text((hierarchy / name).read_text())
 
 
-def _start_kubelet(env: NodeEnvironment, layout: _NodeLayout, paths: NodePaths) -> None:
+def load_image(home: Path, spec: images.ImageSpec) -> images.BuiltImage:
+    """Builds ``spec`` (cached) and imports it into the running real node of ``home``."""
+    socket = NodePaths(home).socket
+    if not socket.exists():
+        raise NodeError(f"no real node running in {home} (no {socket})")
+    built = images.build_image(spec)
+    images.import_image(built, socket)
+    return built
+
+
+def _start_kubelet(env: NodeEnvironment, layout: _NodeLayout, paths: NodePaths) -> int:
+    """Starts the kubelet; returns its healthz port."""
     kubelet = env.bin_dir / "kubelet"
     if not kubelet.is_file():
         raise NodeError(f"{kubelet} not found: build the Kubernetes binaries first")
@@ -328,7 +342,8 @@ def _start_kubelet(env: NodeEnvironment, layout: _NodeLayout, paths: NodePaths) 
     # Pods get no upstream resolver: nothing they look up can leave the machine.
     (paths.root / "resolv.conf").write_text("nameserver 127.0.0.1\noptions ndots:1\n")
     config_path = paths.root / "kubelet-config.yaml"
-    config_path.write_text(yaml.safe_dump(kubelet_config(env, paths, free_port(), free_port())))
+    healthz_port = free_port()
+    config_path.write_text(yaml.safe_dump(kubelet_config(env, paths, free_port(), healthz_port)))
     kubeconfig = paths.root / "kubelet.kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(_node_kubeconfig(env, paths)))
     start(
@@ -346,6 +361,15 @@ def _start_kubelet(env: NodeEnvironment, layout: _NodeLayout, paths: NodePaths) 
             "--v=1",
         ],
     )
+    return healthz_port
+
+
+def _kubelet_healthy(healthz_port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{healthz_port}/healthz", timeout=2) as response:
+            return bool(response.status == 200 and response.read().strip() == b"ok")
+    except OSError:
+        return False
 
 
 def _node_ready(env: NodeEnvironment, since: float = 0.0) -> bool:
@@ -396,13 +420,13 @@ def start_real_node(env: NodeEnvironment) -> None:
         ensure_base_images(env)
     except images.ImageError as err:
         raise NodeError(f"{err}\n{_error_lines(layout, 'containerd')}") from err
-    _start_kubelet(env, layout, paths)
+    healthz_port = _start_kubelet(env, layout, paths)
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline:
         for name in ("containerd", "kubelet"):
             if pid_of(layout, name) is None:
                 raise NodeError(f"{name} exited during start-up\n{_error_lines(layout, name)}")
-        if _node_ready(env, since=started_wall):
+        if _kubelet_healthy(healthz_port) and _node_ready(env, since=started_wall):
             log.info(
                 "real node ready",
                 extra={"node": env.node_name, "seconds": round(time.monotonic() - started, 1)},

@@ -11,12 +11,15 @@ from typing import Any
 
 import pytest
 
+from leoflow.dev import images
 from leoflow.dev.images import BASE_IMAGE
+from leoflow.dev.node import load_image
 from leoflow.dev.testing import ClusterHandle
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
 Pod = dict[str, Any]
+AGENT_BINARY = Path(__file__).resolve().parents[3] / "agent" / "bin" / "leoflow-agent"
 
 
 def container(command: str, name: str = "main", **extra: Any) -> dict[str, Any]:
@@ -234,3 +237,48 @@ def test_pod_network_has_no_route_out_of_the_machine(
     logs = cluster.kubectl("logs", "netprobe", "-n", namespace).stdout
     assert pod["status"]["phase"] == "Succeeded", logs
     assert "Network is unreachable" in logs
+
+
+def test_image_built_from_a_directory_runs_on_the_real_node(
+    cluster: ClusterHandle, namespace: str, real_node: str, tmp_path: Path
+) -> None:
+    context = tmp_path / "ctx"
+    (context / "app").mkdir(parents=True)
+    (context / "app" / "task.sh").write_text("echo task ran with $GREETING\n")
+    spec = images.ImageSpec(
+        tag=f"leoflow.dev/test-{namespace[-6:]}:1",
+        files={**images.busybox_files(), **images.files_from_directory(context)},
+        cmd=("sh", "/app/task.sh"),
+        env=(images.PATH_ENV, "GREETING=hello"),
+    )
+    built = load_image(cluster.home, spec)
+    manifest = pod_manifest("fromdir", [{"name": "main", "image": built.tag, "imagePullPolicy": "Never"}])
+    create(cluster, namespace, manifest)
+    pod = wait_pod(cluster, namespace, "fromdir", done=finished, what="finished")
+    assert pod["status"]["phase"] == "Succeeded"
+    assert cluster.kubectl("logs", "fromdir", "-n", namespace).stdout == "task ran with hello\n"
+
+
+@pytest.mark.skipif(not AGENT_BINARY.is_file(), reason=f"{AGENT_BINARY} not built yet")
+def test_agent_image_installs_the_agent_into_a_shared_volume(
+    cluster: ClusterHandle, namespace: str, real_node: str
+) -> None:
+    built = load_image(cluster.home, images.agent_spec(AGENT_BINARY))
+    mount = [{"name": "agent", "mountPath": "/opt/leoflow"}]
+    install = {
+        "name": "install",
+        "image": built.tag,
+        "imagePullPolicy": "Never",
+        "command": ["/leoflow-agent", "install", "/opt/leoflow"],
+        "volumeMounts": mount,
+    }
+    manifest = pod_manifest(
+        "agent",
+        [container("test -x /opt/leoflow/leoflow-agent && echo installed", volumeMounts=mount)],
+        initContainers=[install],
+        volumes=[{"name": "agent", "emptyDir": {}}],
+    )
+    create(cluster, namespace, manifest)
+    pod = wait_pod(cluster, namespace, "agent", done=finished, what="finished")
+    assert pod["status"]["phase"] == "Succeeded", json.dumps(pod["status"], indent=1)
+    assert cluster.kubectl("logs", "agent", "-n", namespace).stdout == "installed\n"
