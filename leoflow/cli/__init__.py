@@ -24,6 +24,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "leoflow.cli.dev",
     "leoflow.cli.webhook",
     "leoflow.cli.certs",
+    "leoflow.cli.spec",
+    "leoflow.cli.install",
 )
 
 Handler = Callable[[argparse.Namespace], int]
