@@ -1,0 +1,64 @@
+"""What the planner asks the writer to do. Plain values: the writer executes them in order.
+
+The writer creates pods idempotently (deterministic names; ``AlreadyExists`` adopts after
+checking the attempt annotation), deletes pods until 404, patches the DAGRun status, records
+Events on the DAGRun and schedules the next reconcile of the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from leoflow.spec.resources import DagRunStatus
+
+
+@dataclass(frozen=True)
+class CreatePod:
+    task: int
+    item: int | None
+    attempt: int
+    pod: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.pod["metadata"]["name"])
+
+
+@dataclass(frozen=True)
+class DeletePod:
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class StartSensor:
+    task: int
+
+
+@dataclass(frozen=True)
+class StopSensor:
+    task: int
+
+
+@dataclass(frozen=True)
+class UpdateRunStatus:
+    status: DagRunStatus
+
+
+@dataclass(frozen=True)
+class EmitEvent:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RequeueAt:
+    """Plan this run again at ``at`` (retry backoff, grace deadlines, timeouts)."""
+
+    at: datetime
+
+
+Action = CreatePod | DeletePod | StartSensor | StopSensor | UpdateRunStatus | EmitEvent | RequeueAt

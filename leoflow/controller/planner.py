@@ -1,0 +1,728 @@
+"""The decision core: ``plan(dag, run, observations, now) -> actions``. Pure and deterministic.
+
+Everything the planner needs to resume is in the DAGRun status it returns (compact task states,
+attempt counters, finish times from which retry wake-ups are recomputed), so a restarted
+controller plans exactly as the one that crashed. The planner never waits on a queue: a task's pod
+is created in the same decision that sees its upstreams satisfy its trigger rule, and a capped run
+simply creates fewer pods now and more on the next decision.
+
+The state machine (one per task, and one per fan-out item) is documented in docs/controller.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from leoflow.controller.actions import (
+    Action,
+    CreatePod,
+    DeletePod,
+    EmitEvent,
+    RequeueAt,
+    StartSensor,
+    StopSensor,
+    UpdateRunStatus,
+)
+from leoflow.controller.observations import (
+    AgentFinished,
+    AgentStarted,
+    Observation,
+    PodObserved,
+    SensorFinished,
+)
+from leoflow.controller.podnames import AttemptKey, attempt_pod_name
+from leoflow.controller.podspec import PodBuildSettings, PodSpecError, RunIdentity, build_pod
+from leoflow.controller.podstatus import FAILURE_CLASS, FailureClass, FailureReason, PodPhase
+from leoflow.controller.triggers import Decision, decide
+from leoflow.spec.resources import (
+    TERMINAL_RUN_PHASES,
+    TERMINAL_TASK_STATES,
+    Condition,
+    DagRunSpec,
+    DagRunStatus,
+    DagSpec,
+    RunPhase,
+    TaskDetail,
+    TaskState,
+    progress,
+)
+from leoflow.spec.templates import RenderContext
+
+ACTIVE = frozenset({TaskState.SCHEDULED, TaskState.RUNNING})
+TEMPLATE_ERROR = "TemplateError"
+FAN_OUT_ERROR = "FanOutError"
+RUN_TIMEOUT = "RunTimeout"
+SUCCEEDED_CONDITION = "Succeeded"
+RETRIED_CONDITION = "Retried"
+_CONFIG_REASONS = frozenset({TEMPLATE_ERROR, FAN_OUT_ERROR})
+_MAX_BACKOFF_EXPONENT = 64
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """Controller-wide policy. ``infra_retries`` is the budget for failures that are not the
+    task's fault (eviction, preemption, node loss, agent failure), separate from its retries."""
+
+    infra_retries: int = 3
+    infra_retry_delay_seconds: float = 5.0
+    delete_succeeded_pods: bool = True
+    pod: PodBuildSettings = field(default_factory=PodBuildSettings)
+
+
+@dataclass(frozen=True)
+class RunView:
+    """One DAGRun as the planner sees it: identity, spec, last written status and the requests
+    that live outside the spec (cancel, retry generation, caps) as the adapter resolved them."""
+
+    dag: str
+    name: str
+    namespace: str
+    uid: str
+    spec: DagRunSpec
+    status: DagRunStatus
+    created: datetime
+    cancel_requested: bool = False
+    retry_generation: int = 0
+    max_active_tasks: int | None = None
+    timeout_seconds: int | None = None
+
+    @property
+    def identity(self) -> RunIdentity:
+        return RunIdentity(dag=self.dag, name=self.name, namespace=self.namespace, uid=self.uid)
+
+
+Unit = tuple[int, int | None]
+
+
+def detail_key(task: int, item: int | None) -> str:
+    return str(task) if item is None else f"{task}/{item}"
+
+
+def plan(
+    dag: DagSpec,
+    run: RunView,
+    observations: Iterable[Observation],
+    now: datetime,
+    settings: PlanSettings | None = None,
+) -> list[Action]:
+    """Decide what to do for ``run`` now. Applying the returned ``UpdateRunStatus`` and planning
+    again with no new observations yields no new pod: decisions are idempotent."""
+    work = _Work(dag, run, now, settings or PlanSettings())
+    work.run_retry()
+    for observation in observations:
+        work.observe(observation)
+    if not work.terminal_before:
+        work.deadlines()
+        if not work.stopped:
+            work.advance()
+    work.finish()
+    return work.actions()
+
+
+@dataclass
+class _Work:
+    dag: DagSpec
+    run: RunView
+    now: datetime
+    settings: PlanSettings
+    codes: list[TaskState] = field(default_factory=list)
+    items: dict[int, list[TaskState]] = field(default_factory=dict)
+    details: dict[str, TaskDetail] = field(default_factory=dict)
+    creates: list[Action] = field(default_factory=list)
+    deletes: list[Action] = field(default_factory=list)
+    events: list[EmitEvent] = field(default_factory=list)
+    timers: list[datetime] = field(default_factory=list)
+    retried_generation: int = 0
+    stopped: str | None = None
+    stop_phase: RunPhase = RunPhase.FAILED
+    terminal_before: bool = False
+    status: DagRunStatus | None = None
+    _outputs: dict[str, dict[str, str]] | None = None
+
+    def __post_init__(self) -> None:
+        status = self.run.status
+        n = len(self.dag.tasks)
+        codes = status.taskStates if len(status.taskStates) == n else "." * n
+        self.codes = [TaskState(c) for c in codes]
+        self.items = {int(k): [TaskState(c) for c in v] for k, v in status.items.items()}
+        self.details = dict(status.tasks)
+        self.retried_generation = _retried_generation(status)
+        self.terminal_before = status.phase in TERMINAL_RUN_PHASES
+
+    # -- state access -------------------------------------------------------------------------
+
+    def code(self, unit: Unit) -> TaskState:
+        task, item = unit
+        return self.codes[task] if item is None else self.items[task][item]
+
+    def set_code(self, unit: Unit, code: TaskState) -> None:
+        task, item = unit
+        if item is None:
+            self.codes[task] = code
+        else:
+            self.items[task][item] = code
+
+    def detail(self, unit: Unit) -> TaskDetail:
+        return self.details.get(detail_key(*unit)) or TaskDetail()
+
+    def set_detail(self, unit: Unit, **changes: object) -> None:
+        self.details[detail_key(*unit)] = self.detail(unit).model_copy(update=changes)
+
+    def name(self, unit: Unit) -> str:
+        task, item = unit
+        return self.dag.tasks[task].name if item is None else f"{self.dag.tasks[task].name}[{item}]"
+
+    def pod_name(self, unit: Unit, attempt: int) -> str:
+        task, item = unit
+        key = AttemptKey(self.run.uid, self.dag.tasks[task].name, item, attempt)
+        return attempt_pod_name(self.run.name, key)
+
+    def units(self) -> list[Unit]:
+        out: list[Unit] = []
+        for task in range(len(self.codes)):
+            if task in self.items:
+                out.extend((task, i) for i in range(len(self.items[task])))
+            else:
+                out.append((task, None))
+        return out
+
+    # -- run retry ---------------------------------------------------------------------------
+
+    def run_retry(self) -> None:
+        generation = self.run.retry_generation
+        if generation <= self.retried_generation:
+            return
+        self.retried_generation = generation
+        if self.run.status.phase not in (RunPhase.FAILED, RunPhase.CANCELLED):
+            return
+        again = frozenset({TaskState.FAILED, TaskState.UPSTREAM_FAILED, TaskState.CANCELLED})
+        for task, code in enumerate(self.codes):
+            if task in self.items:
+                if code in again:
+                    row = self.items[task]
+                    self.items[task] = [TaskState.PENDING if c in again else c for c in row]
+                    self.codes[task] = TaskState.RUNNING
+            elif code in again:
+                self.codes[task] = TaskState.PENDING
+                if detail_key(task, None) in self.details:
+                    self.set_detail((task, None), message=None, reason=None, exitCode=None, pod=None)
+        self.terminal_before = False
+        self.events.append(
+            EmitEvent("Normal", "RunRetried", f"retrying failed tasks (generation {generation})")
+        )
+
+    # -- observations ------------------------------------------------------------------------
+
+    def observe(self, obs: Observation) -> None:
+        if isinstance(obs, SensorFinished):
+            self._sensor_finished(obs)
+            return
+        unit: Unit = (obs.task, obs.item)
+        if not self._known(unit):
+            return
+        current = self.detail(unit).attempt
+        active = self.code(unit) in ACTIVE and not self.terminal_before
+        if isinstance(obs, PodObserved):
+            self._pod_observed(unit, obs, current, active)
+        elif obs.attempt != current or not active:
+            return
+        elif isinstance(obs, AgentStarted):
+            self._running(unit, obs.at)
+        else:
+            self._agent_finished(unit, obs)
+
+    def _known(self, unit: Unit) -> bool:
+        task, item = unit
+        if not 0 <= task < len(self.codes):
+            return False
+        if item is None:
+            return task not in self.items
+        return task in self.items and 0 <= item < len(self.items[task])
+
+    def _pod_observed(self, unit: Unit, obs: PodObserved, current: int, active: bool) -> None:
+        status = obs.status
+        if obs.attempt != current or not active:
+            superseded = obs.attempt < current or (obs.attempt == current and not active)
+            if superseded and not status.terminal and not obs.deleting:
+                self.deletes.append(DeletePod(obs.pod, "attempt no longer current"))
+            elif (
+                obs.attempt == current
+                and status.terminal
+                and not obs.deleting
+                and self.code(unit) is TaskState.SUCCEEDED
+                and self.settings.delete_succeeded_pods
+            ):
+                self.deletes.append(DeletePod(obs.pod, "task succeeded"))
+            return
+        if status.deadline is not None:
+            self.timers.append(status.deadline)
+        if status.phase is PodPhase.SUCCEEDED:
+            self._succeeded(unit, dict(obs.outputs), exit_code=0)
+            if self.settings.delete_succeeded_pods and not obs.deleting:
+                self.deletes.append(DeletePod(obs.pod, "task succeeded"))
+        elif status.phase is PodPhase.FAILED:
+            assert status.reason is not None
+            self._failed(
+                unit, status.reason.value, FAILURE_CLASS[status.reason], status.message, status.exit_code
+            )
+        elif status.phase is PodPhase.RUNNING or status.started:
+            self._running(unit, self.now)
+            if status.message:
+                self.set_detail(unit, message=status.message)
+        elif status.message != (self.detail(unit).message or ""):
+            self.set_detail(unit, message=status.message or None)
+
+    def _agent_finished(self, unit: Unit, obs: AgentFinished) -> None:
+        if obs.exit_code == 0:
+            self._succeeded(unit, dict(obs.outputs), exit_code=0)
+            return
+        if obs.oom:
+            reason, message = FailureReason.OOM_KILLED, f"OOMKilled (exit code {obs.exit_code})"
+        else:
+            reason, message = FailureReason.USER_ERROR, f"exit code {obs.exit_code}"
+        self._failed(unit, reason.value, FAILURE_CLASS[reason], message, obs.exit_code)
+
+    def _sensor_finished(self, obs: SensorFinished) -> None:
+        unit: Unit = (obs.task, None)
+        if not self._known(unit) or self.code(unit) not in ACTIVE or self.terminal_before:
+            return
+        if obs.succeeded:
+            self._succeeded(unit, {}, exit_code=None)
+        elif obs.soft_fail:
+            self.set_code(unit, TaskState.SKIPPED)
+            self.set_detail(unit, message=obs.message or None, finishTime=_iso(self.now))
+        else:
+            self._final_failure(unit, "SensorFailed", obs.message or "sensor gave up", None)
+
+    # -- transitions ---------------------------------------------------------------------------
+
+    def _running(self, unit: Unit, at: datetime) -> None:
+        self.set_code(unit, TaskState.RUNNING)
+        if self.detail(unit).startTime is None:
+            self.set_detail(unit, startTime=_iso(at), message=None)
+
+    def _succeeded(self, unit: Unit, outputs: dict[str, str], exit_code: int | None) -> None:
+        self.set_code(unit, TaskState.SUCCEEDED)
+        self._outputs = None
+        d = self.detail(unit)
+        if d.attempt == 1 and not outputs and d.infraAttempts == 0:
+            self.details.pop(detail_key(*unit), None)
+            return
+        self.set_detail(
+            unit,
+            outputs=outputs,
+            exitCode=exit_code,
+            pod=None,
+            message=None,
+            reason=None,
+            finishTime=_iso(self.now),
+        )
+
+    def _failed(
+        self, unit: Unit, reason: str, kind: FailureClass, message: str, exit_code: int | None
+    ) -> None:
+        d = self.detail(unit)
+        generations = self.retried_generation + 1
+        profile = self.dag.profiles[self.dag.tasks[unit[0]].profile]
+        if kind is FailureClass.INFRA:
+            infra = d.infraAttempts + 1
+            self.set_detail(unit, infraAttempts=infra)
+            retry = infra <= self.settings.infra_retries * generations
+        elif kind is FailureClass.USER:
+            retry = d.attempt - d.infraAttempts < (profile.retries + 1) * generations
+        else:
+            retry = False
+        if not retry:
+            self._final_failure(unit, reason, message, exit_code)
+            return
+        self.set_code(unit, TaskState.RETRY_WAIT)
+        self.set_detail(
+            unit, reason=reason, message=message, exitCode=exit_code, pod=None, finishTime=_iso(self.now)
+        )
+        wake = self._wake(unit)
+        self.timers.append(wake)
+        self.events.append(
+            EmitEvent(
+                "Warning",
+                "TaskRetrying",
+                f"{self.name(unit)} attempt {d.attempt} failed ({reason}: {message}); "
+                f"retrying at {_iso(wake)}",
+            )
+        )
+
+    def _final_failure(self, unit: Unit, reason: str, message: str, exit_code: int | None) -> None:
+        self.set_code(unit, TaskState.FAILED)
+        self.set_detail(
+            unit, reason=reason, message=message, exitCode=exit_code, pod=None, finishTime=_iso(self.now)
+        )
+        self.events.append(
+            EmitEvent("Warning", "TaskFailed", f"{self.name(unit)} failed: {reason}: {message}")
+        )
+
+    def _wake(self, unit: Unit) -> datetime:
+        d = self.detail(unit)
+        finished = _parse(d.finishTime) or self.now
+        if d.reason is not None and _reason_class(d.reason) is FailureClass.INFRA:
+            return finished + timedelta(seconds=self.settings.infra_retry_delay_seconds)
+        profile = self.dag.profiles[self.dag.tasks[unit[0]].profile]
+        failures = max(d.attempt - d.infraAttempts, 1)
+        exponent = min(failures - 1, _MAX_BACKOFF_EXPONENT)
+        delay = min(
+            profile.retryDelaySeconds * math.pow(profile.retryBackoff, exponent),
+            float(profile.maxRetryDelaySeconds),
+        )
+        return finished + timedelta(seconds=delay)
+
+    # -- deadlines -----------------------------------------------------------------------------
+
+    def deadlines(self) -> None:
+        if self.run.cancel_requested:
+            self._stop(RunPhase.CANCELLED, "Cancelled", "run cancelled")
+            return
+        started = _parse(self.run.status.startTime)
+        if self.run.timeout_seconds is not None and started is not None:
+            limit = started + timedelta(seconds=self.run.timeout_seconds)
+            if self.now >= limit:
+                self._stop(
+                    RunPhase.FAILED, RUN_TIMEOUT, f"run exceeded its timeout of {self.run.timeout_seconds}s"
+                )
+                return
+            self.timers.append(limit)
+        for unit in self.units():
+            if self.code(unit) is not TaskState.RUNNING:
+                continue
+            task = self.dag.tasks[unit[0]]
+            timeout = self.dag.profiles[task.profile].timeoutSeconds
+            begun = _parse(self.detail(unit).startTime)
+            if timeout is None or begun is None or task.sensor is not None:
+                continue
+            limit = begun + timedelta(seconds=timeout)
+            if self.now < limit:
+                self.timers.append(limit)
+                continue
+            attempt = self.detail(unit).attempt
+            self.deletes.append(DeletePod(self.pod_name(unit, attempt), "task timed out"))
+            self._failed(
+                unit,
+                FailureReason.DEADLINE_EXCEEDED.value,
+                FailureClass.USER,
+                f"task exceeded its timeout of {timeout}s",
+                None,
+            )
+
+    def _stop(self, phase: RunPhase, reason: str, message: str) -> None:
+        self.stopped = reason
+        self.stop_phase = phase
+        for unit in self.units():
+            code = self.code(unit)
+            if code in TERMINAL_TASK_STATES:
+                continue
+            if code in ACTIVE:
+                self._release(unit, reason)
+            final = TaskState.FAILED if phase is RunPhase.FAILED and code in ACTIVE else TaskState.CANCELLED
+            self.set_code(unit, final)
+            self.set_detail(unit, reason=reason, message=message, pod=None, finishTime=_iso(self.now))
+        for task, row in self.items.items():
+            if self.codes[task] not in TERMINAL_TASK_STATES:
+                self.codes[task] = _aggregate(row)
+
+    def _release(self, unit: Unit, why: str) -> None:
+        task = self.dag.tasks[unit[0]]
+        if task.sensor is not None:
+            self.deletes.append(StopSensor(unit[0]))
+        else:
+            self.deletes.append(DeletePod(self.pod_name(unit, self.detail(unit).attempt), why))
+
+    # -- forward pass --------------------------------------------------------------------------
+
+    def advance(self) -> None:
+        budget = self._budget()
+        for task_index, task in enumerate(self.dag.tasks):
+            code = self.codes[task_index]
+            if code is TaskState.PENDING:
+                upstreams = [self.codes[u] for u in task.upstreams]
+                decision = decide(task.trigger, upstreams)
+                if decision is Decision.UPSTREAM_FAILED:
+                    self.codes[task_index] = TaskState.UPSTREAM_FAILED
+                    continue
+                if decision is Decision.SKIP:
+                    self.codes[task_index] = TaskState.SKIPPED
+                    continue
+                if decision is Decision.WAIT:
+                    continue
+                if task.sensor is not None:
+                    self.codes[task_index] = TaskState.RUNNING
+                    self.set_detail((task_index, None), startTime=_iso(self.now))
+                    self.creates.append(StartSensor(task_index))
+                    continue
+                if task.fanOut is not None and not self._expand(task_index):
+                    continue
+            if task_index in self.items:
+                budget = self._advance_items(task_index, budget)
+            elif self.codes[task_index] in (TaskState.PENDING, TaskState.RETRY_WAIT):
+                budget = self._start(task_index, None, budget)
+
+    def _budget(self) -> int | None:
+        cap = self.run.max_active_tasks
+        if cap is None:
+            return None
+        active = sum(
+            1 for unit in self.units() if self.code(unit) in ACTIVE and self.dag.tasks[unit[0]].sensor is None
+        )
+        return max(cap - active, 0)
+
+    def _advance_items(self, task_index: int, budget: int | None) -> int | None:
+        row = self.items[task_index]
+        fan = self.dag.tasks[task_index].fanOut
+        room = None
+        if fan is not None and fan.maxParallel is not None:
+            room = fan.maxParallel - sum(1 for c in row if c in ACTIVE)
+        for item, code in enumerate(row):
+            if code not in (TaskState.PENDING, TaskState.RETRY_WAIT):
+                continue
+            if room is not None and room <= 0:
+                break
+            budget = self._start(task_index, item, budget)
+            if room is not None and self.code((task_index, item)) in ACTIVE:
+                room -= 1
+        self.codes[task_index] = _aggregate(row)
+        if self.codes[task_index] is TaskState.FAILED:
+            failed = sum(1 for c in row if c is TaskState.FAILED)
+            self.set_detail(
+                (task_index, None), reason="ItemsFailed", message=f"{failed} of {len(row)} items failed"
+            )
+        return budget
+
+    def _start(self, task_index: int, item: int | None, budget: int | None) -> int | None:
+        unit: Unit = (task_index, item)
+        code = self.code(unit)
+        if code is TaskState.RETRY_WAIT:
+            wake = self._wake(unit)
+            if self.now < wake:
+                self.timers.append(wake)
+                return budget
+        if budget is not None and budget <= 0:
+            return budget
+        exists = detail_key(*unit) in self.details
+        attempt = self.detail(unit).attempt + 1 if exists else 1
+        try:
+            pod = build_pod(
+                self.dag,
+                self.run.identity,
+                task_index,
+                attempt=attempt,
+                item=item,
+                context=self._context(task_index, item),
+                settings=self.settings.pod,
+            )
+        except PodSpecError as exc:
+            self._final_failure(unit, TEMPLATE_ERROR, str(exc), None)
+            return budget
+        self.set_code(unit, TaskState.SCHEDULED)
+        self.set_detail(unit, attempt=attempt, pod=pod["metadata"]["name"], startTime=None, message=None)
+        self.creates.append(CreatePod(task_index, item, attempt, pod))
+        return None if budget is None else budget - 1
+
+    def _expand(self, task_index: int) -> bool:
+        fan = self.dag.tasks[task_index].fanOut
+        assert fan is not None
+        values = self._items(task_index)
+        if values is None:
+            return False
+        self.items[task_index] = [TaskState.PENDING] * len(values)
+        self.codes[task_index] = TaskState.SUCCEEDED if not values else TaskState.RUNNING
+        return True
+
+    def _items(self, task_index: int) -> list[str] | None:
+        fan = self.dag.tasks[task_index].fanOut
+        assert fan is not None
+        if fan.items is not None:
+            return list(fan.items)
+        source = fan.fromTask if fan.fromTask is not None else -1
+        name = self.dag.tasks[source].name if 0 <= source < len(self.dag.tasks) else "?"
+        raw = self.detail((source, None)).outputs.get(fan.fromOutput or "")
+        problem = None
+        values: object = None
+        if raw is None:
+            problem = f"task '{name}' reported no output '{fan.fromOutput}' to fan out over"
+        else:
+            try:
+                values = json.loads(raw)
+            except ValueError:
+                problem = f"output '{fan.fromOutput}' of task '{name}' is not JSON"
+            if problem is None and not isinstance(values, list):
+                problem = f"output '{fan.fromOutput}' of task '{name}' is not a JSON list"
+        if problem is not None or not isinstance(values, list):
+            self._final_failure((task_index, None), FAN_OUT_ERROR, problem or "not a list", None)
+            return None
+        return [v if isinstance(v, str) else json.dumps(v, separators=(",", ":")) for v in values]
+
+    def _context(self, task_index: int, item: int | None) -> RenderContext:
+        if self._outputs is None:
+            self._outputs = {
+                self.dag.tasks[int(key)].name: dict(d.outputs)
+                for key, d in self.details.items()
+                if d.outputs and "/" not in key
+            }
+        params = {p.name: p.default for p in self.dag.params if p.default is not None}
+        params.update(self.run.spec.params)
+        value = None
+        if item is not None:
+            values = self._items(task_index) or []
+            value = values[item] if item < len(values) else None
+        logical = self.run.spec.logicalDate or _iso(self.run.created)
+        return RenderContext(
+            logical_date=logical, run_id=self.run.name, params=params, outputs=self._outputs, item=value
+        )
+
+    # -- result --------------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        self.status = self._next_status()
+
+    def _next_status(self) -> DagRunStatus:
+        old = self.run.status
+        states = "".join(c.value for c in self.codes)
+        phase = self._phase()
+        start = old.startTime
+        if start is None and (phase is not RunPhase.PENDING or self.creates):
+            start = _iso(self.now)
+        if phase is RunPhase.PENDING and start is not None:
+            phase = RunPhase.RUNNING
+        completion = old.completionTime if phase in TERMINAL_RUN_PHASES else None
+        if phase in TERMINAL_RUN_PHASES and completion is None:
+            completion = _iso(self.now)
+        if phase in TERMINAL_RUN_PHASES and old.phase != phase:
+            kind: Literal["Normal", "Warning"] = "Normal" if phase is RunPhase.SUCCEEDED else "Warning"
+            self.events.append(
+                EmitEvent(kind, f"Run{phase.value}", self._message(phase) or f"run {phase.value}")
+            )
+        return old.model_copy(
+            update={
+                "phase": phase,
+                "definitionHash": old.definitionHash or self.dag.definitionHash,
+                "startTime": start,
+                "completionTime": completion,
+                "progress": progress(states),
+                "taskStates": states,
+                "items": {str(k): "".join(c.value for c in v) for k, v in sorted(self.items.items())},
+                "tasks": dict(sorted(self.details.items())),
+                "conditions": self._conditions(phase),
+                "message": self._message(phase),
+            }
+        )
+
+    def _phase(self) -> RunPhase:
+        if self.terminal_before:
+            return self.run.status.phase
+        if self.stopped is not None:
+            return self.stop_phase
+        if all(c in TERMINAL_TASK_STATES for c in self.codes):
+            bad = any(c in (TaskState.FAILED, TaskState.UPSTREAM_FAILED) for c in self.codes)
+            return RunPhase.FAILED if bad else RunPhase.SUCCEEDED
+        return RunPhase.RUNNING if any(c is not TaskState.PENDING for c in self.codes) else RunPhase.PENDING
+
+    def _message(self, phase: RunPhase) -> str | None:
+        if self.stopped is not None and phase is not RunPhase.SUCCEEDED:
+            first = next((d.message for d in self.details.values() if d.reason == self.stopped), None)
+            return first or self.stopped
+        if phase is RunPhase.FAILED:
+            failed = [i for i, c in enumerate(self.codes) if c is TaskState.FAILED]
+            if not failed:
+                return self.run.status.message or "run failed"
+            d = self.detail((failed[0], None))
+            more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            return f"task '{self.dag.tasks[failed[0]].name}' failed: {d.reason}: {d.message}{more}"
+        if phase is RunPhase.RUNNING:
+            for unit in self.units():
+                if self.code(unit) is TaskState.SCHEDULED and self.detail(unit).message:
+                    return f"{self.name(unit)}: {self.detail(unit).message}"
+        return None
+
+    def _conditions(self, phase: RunPhase) -> list[Condition]:
+        verdict: Literal["True", "False", "Unknown"] = "Unknown"
+        if phase is RunPhase.SUCCEEDED:
+            verdict = "True"
+        elif phase in TERMINAL_RUN_PHASES:
+            verdict = "False"
+        reason = self.stopped if self.stopped is not None and phase is not RunPhase.SUCCEEDED else phase.value
+        wanted = [Condition(type=SUCCEEDED_CONDITION, status=verdict, reason=reason)]
+        if self.retried_generation:
+            wanted.append(
+                Condition(
+                    type=RETRIED_CONDITION,
+                    status="True",
+                    reason="RetryRequested",
+                    observedGeneration=self.retried_generation,
+                )
+            )
+        old = {c.type: c for c in self.run.status.conditions}
+        out = []
+        for cond in wanted:
+            prior = old.get(cond.type)
+            same = prior is not None and (prior.status, prior.reason, prior.observedGeneration) == (
+                cond.status,
+                cond.reason,
+                cond.observedGeneration,
+            )
+            when = prior.lastTransitionTime if same and prior is not None else _iso(self.now)
+            out.append(cond.model_copy(update={"lastTransitionTime": when}))
+        return out
+
+    def actions(self) -> list[Action]:
+        status = self.status or self._next_status()
+        out: list[Action] = []
+        if status != self.run.status:
+            out.append(UpdateRunStatus(status))
+        out.extend(self.deletes)
+        out.extend(self.creates)
+        out.extend(self.events)
+        future = [t for t in self.timers if t > self.now]
+        if future and status.phase not in TERMINAL_RUN_PHASES:
+            out.append(RequeueAt(min(future)))
+        return out
+
+
+def _aggregate(row: Sequence[TaskState]) -> TaskState:
+    if not all(c in TERMINAL_TASK_STATES for c in row):
+        return TaskState.RUNNING
+    if any(c is TaskState.CANCELLED for c in row):
+        return TaskState.CANCELLED
+    return TaskState.FAILED if any(c is not TaskState.SUCCEEDED for c in row) else TaskState.SUCCEEDED
+
+
+def _reason_class(reason: str) -> FailureClass:
+    if reason in _CONFIG_REASONS:
+        return FailureClass.CONFIG
+    try:
+        return FAILURE_CLASS[FailureReason(reason)]
+    except ValueError:
+        return FailureClass.USER
+
+
+def _retried_generation(status: DagRunStatus) -> int:
+    for cond in status.conditions:
+        if cond.type == RETRIED_CONDITION and cond.observedGeneration is not None:
+            return cond.observedGeneration
+    return 0
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _parse(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+__all__ = ["PlanSettings", "RunView", "detail_key", "plan"]

@@ -1,0 +1,133 @@
+"""Build the pod for one task attempt from the compiled DAG: pure, deterministic.
+
+The controller never merges defaults: the task's profile already holds the resolved image,
+resources, placement and env. What happens here is templating (params, upstream outputs,
+``logical_date``, ``run_id``, ``item``) through the compiler's own grammar
+(``leoflow.spec.templates``, no code execution), identity (name, labels, the attempt annotation,
+an owner reference to the DAGRun) and the safety nets: ``restartPolicy: Never`` so a failure is
+final for the attempt, and ``activeDeadlineSeconds`` so the kubelet stops a task that overruns its
+timeout even while the controller is down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from leoflow.controller.podnames import (
+    ATTEMPT_ANNOTATION,
+    DEFINITION_ANNOTATION,
+    MAIN_CONTAINER,
+    AttemptKey,
+    attempt_pod_name,
+    pod_labels,
+)
+from leoflow.spec.resources import API_VERSION, CompiledTask, DagSpec, EnvVar, Profile, dump
+from leoflow.spec.templates import RenderContext, TemplateError, render
+
+
+class PodSpecError(ValueError):
+    """The pod for an attempt cannot be built (a template that does not resolve at run time)."""
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """The DAGRun a pod belongs to: what the owner reference and the labels need."""
+
+    dag: str
+    name: str
+    namespace: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class PodBuildSettings:
+    """``deadline_margin_seconds`` covers what ``activeDeadlineSeconds`` counts besides the task:
+    image pull and init time, measured by the kubelet from the pod's start."""
+
+    deadline_margin_seconds: int = 600
+
+
+def build_pod(
+    dag: DagSpec,
+    run: RunIdentity,
+    task_index: int,
+    *,
+    attempt: int,
+    item: int | None,
+    context: RenderContext,
+    settings: PodBuildSettings | None = None,
+) -> dict[str, Any]:
+    """The v1 Pod (JSON shape) for ``attempt`` of ``dag.tasks[task_index]`` (fan-out ``item``)."""
+    settings = settings or PodBuildSettings()
+    task = dag.tasks[task_index]
+    if task.command is None:
+        raise PodSpecError(f"task '{task.name}' is a sensor and runs no pod")
+    profile = dag.profiles[task.profile]
+    key = AttemptKey(run.uid, task.name, item, attempt)
+    container: dict[str, Any] = {
+        "name": MAIN_CONTAINER,
+        "image": profile.image,
+        "command": [_render(task, "command", arg, context) for arg in task.command],
+    }
+    if task.args is not None:
+        container["args"] = [_render(task, "args", arg, context) for arg in task.args]
+    env = [_env(task, var, context) for var in [*profile.env, *task.env]]
+    if env:
+        container["env"] = env
+    resources = dump(profile.resources)
+    if resources:
+        container["resources"] = resources
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [container],
+    }
+    _placement(spec, profile)
+    if profile.timeoutSeconds is not None:
+        spec["activeDeadlineSeconds"] = profile.timeoutSeconds + settings.deadline_margin_seconds
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": attempt_pod_name(run.name, key),
+            "namespace": run.namespace,
+            "labels": pod_labels(run.dag, run.name, key),
+            "annotations": {ATTEMPT_ANNOTATION: key.annotation(), DEFINITION_ANNOTATION: dag.definitionHash},
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "DAGRun",
+                    "name": run.name,
+                    "uid": run.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": spec,
+    }
+
+
+def _placement(spec: dict[str, Any], profile: Profile) -> None:
+    if profile.nodeSelector:
+        spec["nodeSelector"] = dict(profile.nodeSelector)
+    if profile.tolerations:
+        spec["tolerations"] = [dump(t) for t in profile.tolerations]
+    if profile.affinity:
+        spec["affinity"] = profile.affinity
+    if profile.serviceAccountName:
+        spec["serviceAccountName"] = profile.serviceAccountName
+
+
+def _env(task: CompiledTask, var: EnvVar, context: RenderContext) -> dict[str, Any]:
+    out = dump(var)
+    if var.value is not None:
+        out["value"] = _render(task, f"env {var.name}", var.value, context)
+    return out
+
+
+def _render(task: CompiledTask, where: str, text: str, context: RenderContext) -> str:
+    try:
+        return render(text, context)
+    except TemplateError as exc:
+        raise PodSpecError(f"task '{task.name}' {where}: {exc}") from None
