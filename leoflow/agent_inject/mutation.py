@@ -8,8 +8,8 @@ form ``DIR/leoflow-agent run -- <original command and args>`` plus the env the a
 Every step is idempotent on its own (added by name only when absent, a container whose command
 already starts with the agent is left alone), and the ``leoflow.io/agent-version`` annotation
 records that a pod has been handled, so mutating a mutated pod changes nothing. The JSON Patch is
-derived by diffing the pod before and after (``jsonpatch.make_patch``, the approach of Istio and
-kopf), which gets RFC 6901 escaping and absent arrays and maps right by construction.
+derived by diffing the pod before and after (the approach of Istio and kopf, see ``patches``),
+which gets RFC 6901 escaping and absent arrays and maps right by construction.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import jsonpatch
-
-from leoflow.agent_inject import entrypoints, names
+from leoflow.agent_inject import entrypoints, names, patches
 from leoflow.agent_inject.settings import InjectionSettings
 
 JsonObject = dict[str, Any]
@@ -69,10 +67,11 @@ def wants_injection(pod: Mapping[str, Any]) -> bool:
 
 def inject(pod: Mapping[str, Any], settings: InjectionSettings) -> Injection | Denial:
     """Mutates a copy of ``pod``; pods without ``leoflow.io/inject: "true"`` come back unchanged."""
-    original = _clone(pod)
-    if isinstance(original.get("metadata"), dict):
+    original = dict(pod)
+    metadata = original.get("metadata")
+    if isinstance(metadata, dict) and "managedFields" in metadata:
         # Large and irrelevant to us; Istio drops it before diffing for the same reason.
-        original["metadata"].pop("managedFields", None)
+        original["metadata"] = {k: v for k, v in metadata.items() if k != "managedFields"}
     if not wants_injection(original):
         return Injection(original, [])
     mutated = _clone(original)
@@ -80,7 +79,7 @@ def inject(pod: Mapping[str, Any], settings: InjectionSettings) -> Injection | D
         warnings = _mutate(mutated, settings)
     except _Refusal as refusal:
         return Denial(str(refusal))
-    patch: list[JsonObject] = jsonpatch.make_patch(original, mutated).patch
+    patch = patches.diff(original, mutated)
     return Injection(mutated, patch, tuple(warnings))
 
 
