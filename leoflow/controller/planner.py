@@ -141,6 +141,7 @@ class _Work:
     stopped: str | None = None
     stop_phase: RunPhase = RunPhase.FAILED
     terminal_before: bool = False
+    restarted: bool = False
     status: DagRunStatus | None = None
     _outputs: dict[str, dict[str, str]] | None = None
 
@@ -212,6 +213,7 @@ class _Work:
                 if detail_key(task, None) in self.details:
                     self.set_detail((task, None), message=None, reason=None, exitCode=None, pod=None)
         self.terminal_before = False
+        self.restarted = True
         self.events.append(
             EmitEvent("Normal", "RunRetried", f"retrying failed tasks (generation {generation})")
         )
@@ -384,7 +386,7 @@ class _Work:
         if self.run.cancel_requested:
             self._stop(RunPhase.CANCELLED, "Cancelled", "run cancelled")
             return
-        started = _parse(self.run.status.startTime)
+        started = None if self.restarted else _parse(self.run.status.startTime)
         if self.run.timeout_seconds is not None and started is not None:
             limit = started + timedelta(seconds=self.run.timeout_seconds)
             if self.now >= limit:
@@ -589,7 +591,7 @@ class _Work:
         old = self.run.status
         states = "".join(c.value for c in self.codes)
         phase = self._phase()
-        start = old.startTime
+        start = None if self.restarted else old.startTime
         if start is None and (phase is not RunPhase.PENDING or self.creates):
             start = _iso(self.now)
         if phase is RunPhase.PENDING and start is not None:

@@ -386,3 +386,18 @@ def test_finished_run_ignores_late_reports() -> None:
     status = sim.run.status
     sim.step(sim.finished("a", exit_code=1), sim.pod("a", PodPhase.FAILED, FailureReason.USER_ERROR))
     assert sim.run.status == status
+
+
+def test_retried_run_gets_a_fresh_run_timeout_window() -> None:
+    sim = Sim.start(dag({"a": []}), timeout_seconds=100)
+    sim.step()
+    sim.step(now=at(100))
+    assert sim.run.status.phase is RunPhase.FAILED
+    sim.run = sim.run.__class__(**{**sim.run.__dict__, "retry_generation": 1})
+    sim.step(now=at(500))
+    assert sim.creates() == [("a", None, 2)]
+    assert sim.run.status.startTime == "2026-11-24T07:08:20Z"
+    assert sim.run.status.completionTime is None
+    sim.step(now=at(550))
+    assert sim.run.status.phase is RunPhase.RUNNING
+    assert sim.requeue() == at(600)

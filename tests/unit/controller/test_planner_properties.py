@@ -6,6 +6,7 @@ sometimes twice and sometimes late), then the simulated clock jumps past any bac
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -28,6 +29,8 @@ from leoflow.spec.resources import (
 from .podfixtures import T0
 from .runsim import Sim
 
+# Raise for a soak run: LEOFLOW_PROPERTY_EXAMPLES=3000 pytest tests/unit/controller
+EXAMPLES = int(os.environ.get("LEOFLOW_PROPERTY_EXAMPLES", "150"))
 TRIGGERS = ["all_success", "all_done", "all_failed", "one_success", "one_failed", "none_failed"]
 OUTCOMES = ["ok", "user", "infra", "config", "oom"]
 _REASON = {
@@ -100,7 +103,7 @@ def _report(task: int, item: int | None, attempt: int, outcome: str, via: str) -
     return {"agent": [agent], "pod": [pod], "both": [agent, pod], "twice": [agent, agent, pod, pod]}[via]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=dags(), data=st.data(), cap=st.none() | st.integers(1, 3))
 def test_planner_is_safe_live_and_deterministic(spec: DagSpec, data: st.DataObject, cap: int | None) -> None:
     sim = Sim.start(spec, PlanSettings(infra_retries=1, infra_retry_delay_seconds=1), max_active_tasks=cap)
