@@ -225,18 +225,21 @@ def _selected(annotations: JsonObject, by_name: dict[str, JsonObject]) -> list[s
     return list(dict.fromkeys(chosen))
 
 
-def _agent_env(settings: InjectionSettings) -> list[JsonObject]:
+def _agent_env(settings: InjectionSettings, container: str) -> list[JsonObject]:
     def field(path: str) -> JsonObject:
         return {"valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
 
-    env: list[JsonObject] = [
-        {"name": "LEOFLOW_CONTROLLER_ADDR", "value": settings.controller_addr},
-        {"name": "LEOFLOW_CA_FILE", "value": settings.ca_file},
+    env: list[JsonObject] = [{"name": "LEOFLOW_CONTROLLER_ADDR", "value": settings.controller_addr}]
+    if settings.ca_configmap is not None:
+        # Without a CA ConfigMap the agent verifies the controller against the system roots.
+        env.append({"name": "LEOFLOW_CA_FILE", "value": settings.ca_file})
+    env += [
         {"name": "LEOFLOW_TOKEN_FILE", "value": settings.token_file},
         {"name": "LEOFLOW_OUTPUTS_DIR", "value": settings.outputs_dir},
         {"name": "LEOFLOW_POD_NAME", **field("metadata.name")},
         {"name": "LEOFLOW_POD_NAMESPACE", **field("metadata.namespace")},
         {"name": "LEOFLOW_POD_UID", **field("metadata.uid")},
+        {"name": "LEOFLOW_CONTAINER", "value": container},
     ]
     env.extend({"name": var, **field(f"metadata.labels['{label}']")} for var, label in names.IDENTITY_LABELS)
     return env
@@ -247,7 +250,7 @@ def _equip(container: JsonObject, name: str, settings: InjectionSettings) -> lis
     warnings: list[str] = []
     env = _list(container, "env", f'container "{name}" env')
     positions = _named(env, f'container "{name}" env')
-    for var in _agent_env(settings):
+    for var in _agent_env(settings, name):
         existing = positions.get(var["name"])
         if existing is None:
             env.append(var)

@@ -158,7 +158,16 @@ def test_env_carries_the_agent_contract() -> None:
     assert env["LEOFLOW_CA_FILE"]["value"] == "/var/run/secrets/leoflow/ca.crt"
     assert env["LEOFLOW_OUTPUTS_DIR"]["value"] == SETTINGS.outputs_dir
     assert env["LEOFLOW_POD_UID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.uid"
+    assert env["LEOFLOW_CONTAINER"]["value"] == "main"
     assert env["LEOFLOW_TASK"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['leoflow.io/task']"
+
+
+def test_without_a_ca_configmap_the_agent_uses_system_roots() -> None:
+    settings = InjectionSettings(agent_image="a", controller_addr="c:1", ca_configmap=None)
+    result = injected(pod(container(command=["x"])), settings)
+    assert "LEOFLOW_CA_FILE" not in {e["name"] for e in only_container(result)["env"]}
+    volumes = {v["name"]: v for v in result.pod["spec"]["volumes"]}
+    assert [list(s) for s in volumes["leoflow-identity"]["projected"]["sources"]] == [["serviceAccountToken"]]
 
 
 def test_token_is_projected_with_the_leoflow_audience() -> None:
