@@ -1,0 +1,225 @@
+// Package report sends the agent's lifecycle reports to the controller over gRPC.
+//
+// Reporting is never allowed to get in the way of the user's command: every call is bounded by
+// its context, transient failures (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED)
+// are retried with capped exponential backoff, and anything else ends the attempt at once.
+package report
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	agentv1 "leoflow.dev/agent/gen/leoflow/agent/v1"
+)
+
+// Config says where the controller is and who is reporting.
+type Config struct {
+	Addr string
+	// CAFile is a PEM bundle to verify the controller with; empty means the system roots.
+	CAFile string
+	// ServerName overrides the name checked in the controller's certificate.
+	ServerName string
+	// Insecure switches TLS off; for tests only.
+	Insecure bool
+	// TokenFile holds the projected service-account token; re-read for every request.
+	TokenFile string
+	Identity  *agentv1.TaskIdentity
+	// RPCTimeout bounds one attempt of one call.
+	RPCTimeout time.Duration
+	// BackoffBase and BackoffMax shape the delay between attempts.
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+	// Warn receives one line per failed report; never nil.
+	Warn func(format string, args ...any)
+}
+
+// Client reports to one controller.
+type Client struct {
+	cfg  Config
+	conn *grpc.ClientConn
+	svc  agentv1.AgentServiceClient
+}
+
+// Dial prepares a connection; nothing is sent until the first report.
+func Dial(cfg Config) (*Client, error) {
+	if cfg.RPCTimeout <= 0 {
+		cfg.RPCTimeout = 2 * time.Second
+	}
+	if cfg.BackoffBase <= 0 {
+		cfg.BackoffBase = 100 * time.Millisecond
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = 2 * time.Second
+	}
+	creds, err := transportCredentials(cfg)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(cfg.Addr,
+		grpc.WithTransportCredentials(creds),
+		grpc.WithUserAgent("leoflow-agent/"+cfg.Identity.GetAgentVersion()),
+		// grpc's own reconnect backoff grows to 2 minutes by default; a controller that comes
+		// back must be reachable again within our own retry rhythm.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: cfg.BackoffBase, Multiplier: 1.6, Jitter: 0.2, MaxDelay: cfg.BackoffMax},
+			MinConnectTimeout: cfg.RPCTimeout,
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("controller address %q: %w", cfg.Addr, err)
+	}
+	return &Client{cfg: cfg, conn: conn, svc: agentv1.NewAgentServiceClient(conn)}, nil
+}
+
+func transportCredentials(cfg Config) (credentials.TransportCredentials, error) {
+	if cfg.Insecure {
+		return insecure.NewCredentials(), nil
+	}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.ServerName}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("CA bundle: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA bundle %s holds no PEM certificate", cfg.CAFile)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	return credentials.NewTLS(tlsCfg), nil
+}
+
+// Close releases the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// identity is the configured identity with a freshly read token.
+func (c *Client) identity() *agentv1.TaskIdentity {
+	id := &agentv1.TaskIdentity{
+		PodNamespace: c.cfg.Identity.GetPodNamespace(),
+		PodName:      c.cfg.Identity.GetPodName(),
+		PodUid:       c.cfg.Identity.GetPodUid(),
+		Container:    c.cfg.Identity.GetContainer(),
+		Dag:          c.cfg.Identity.GetDag(),
+		Run:          c.cfg.Identity.GetRun(),
+		Task:         c.cfg.Identity.GetTask(),
+		Attempt:      c.cfg.Identity.GetAttempt(),
+		AgentVersion: c.cfg.Identity.GetAgentVersion(),
+	}
+	if c.cfg.TokenFile != "" {
+		token, err := os.ReadFile(c.cfg.TokenFile)
+		if err != nil {
+			c.cfg.Warn("token file: %v; reporting without a token", err)
+		}
+		id.Token = strings.TrimSpace(string(token))
+	}
+	return id
+}
+
+// WaitStart blocks until the controller answers with a decision or ctx ends. The controller may
+// hold each call open indefinitely, so attempts have no timeout of their own.
+func (c *Client) WaitStart(ctx context.Context) (*agentv1.WaitStartResponse, error) {
+	var resp *agentv1.WaitStartResponse
+	err := c.retry(ctx, "WaitStart", 0, func(ctx context.Context) error {
+		r, err := c.svc.WaitStart(ctx, &agentv1.WaitStartRequest{Identity: c.identity()})
+		if err == nil && r.GetDecision() == agentv1.WaitStartResponse_DECISION_UNSPECIFIED {
+			return status.Error(codes.Internal, "controller answered WaitStart without a decision")
+		}
+		resp = r
+		return err
+	})
+	return resp, err
+}
+
+// Started reports that the command is about to be executed.
+func (c *Client) Started(ctx context.Context, command []string, at time.Time) error {
+	return c.retry(ctx, "Started", c.cfg.RPCTimeout, func(ctx context.Context) error {
+		_, err := c.svc.Started(ctx, &agentv1.StartedRequest{
+			Identity: c.identity(), Command: command, StartTimeUnixMs: at.UnixMilli(),
+		})
+		return err
+	})
+}
+
+// Heartbeat makes one attempt; a missed heartbeat is replaced by the next one.
+func (c *Client) Heartbeat(ctx context.Context, elapsed time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RPCTimeout)
+	defer cancel()
+	_, err := c.svc.Heartbeat(ctx, &agentv1.HeartbeatRequest{Identity: c.identity(), ElapsedMs: elapsed.Milliseconds()})
+	return err
+}
+
+// Terminating reports that the agent received sig and forwarded it.
+func (c *Client) Terminating(ctx context.Context, sig int) error {
+	return c.retry(ctx, "Terminating", c.cfg.RPCTimeout, func(ctx context.Context) error {
+		_, err := c.svc.Terminating(ctx, &agentv1.TerminatingRequest{Identity: c.identity(), Signal: int32(sig)})
+		return err
+	})
+}
+
+// Finished reports the outcome and returns once the controller acknowledged it or ctx ended.
+func (c *Client) Finished(ctx context.Context, req *agentv1.FinishedRequest) error {
+	return c.retry(ctx, "Finished", c.cfg.RPCTimeout, func(ctx context.Context) error {
+		req.Identity = c.identity()
+		_, err := c.svc.Finished(ctx, req)
+		return err
+	})
+}
+
+// Retryable says whether a failed call may succeed when tried again.
+func Retryable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted:
+		return true
+	default:
+		return false
+	}
+}
+
+// retry calls call until it succeeds, fails for good, or ctx ends; attempt > 0 bounds each try.
+func (c *Client) retry(ctx context.Context, name string, attempt time.Duration, call func(context.Context) error) error {
+	delay := c.cfg.BackoffBase
+	for tries := 1; ; tries++ {
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if attempt > 0 {
+			actx, cancel = context.WithTimeout(ctx, attempt)
+		}
+		err := call(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !Retryable(err) {
+			c.cfg.Warn("%s report refused by the controller (%s), not retrying: %s",
+				name, status.Code(err), status.Convert(err).Message())
+			return err
+		}
+		if ctx.Err() != nil {
+			c.cfg.Warn("%s report not acknowledged after %d attempts, giving up: %s", name, tries, status.Convert(err).Message())
+			return errors.Join(ctx.Err(), err)
+		}
+		// Full jitter keeps a fleet of agents from hammering a controller that just came back.
+		wait := time.Duration(rand.Int64N(int64(delay))) + delay/2
+		select {
+		case <-ctx.Done():
+			c.cfg.Warn("%s report not acknowledged after %d attempts, giving up: %s", name, tries, status.Convert(err).Message())
+			return errors.Join(ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		delay = min(delay*2, c.cfg.BackoffMax)
+	}
+}

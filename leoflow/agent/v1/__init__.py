@@ -1,0 +1,1 @@
+"""Generated stubs for leoflow.agent.v1 (see proto/leoflow/agent/v1/agent.proto)."""
