@@ -58,8 +58,13 @@ class NodePaths:
         return self.root / "containerd" / "certs.d"
 
     @property
+    def socket_dir(self) -> Path:
+        """Short on purpose: unix socket paths are limited to ~104 bytes and homes can be deep."""
+        return Path("/run") / f"leoflow-{self.instance_id}"
+
+    @property
     def socket(self) -> Path:
-        return self.root / "containerd" / "containerd.sock"
+        return self.socket_dir / "containerd.sock"
 
     @property
     def cni_conf_dir(self) -> Path:
@@ -253,7 +258,12 @@ REGISTRY_HOSTS = ("_default", "docker.io", "leoflow.dev", "registry.k8s.io", "gh
 
 def write_config(paths: NodePaths, sandbox_image: str) -> None:
     """Writes containerd's config, the CNI network and the registry overrides (idempotent)."""
-    for directory in (paths.containerd_root, paths.containerd_state, paths.cni_conf_dir, paths.cni_data_dir):
+    for directory in (
+        paths.containerd_root,
+        paths.containerd_state,
+        paths.cni_conf_dir,
+        paths.cni_data_dir,
+    ):
         directory.mkdir(parents=True, exist_ok=True)
     paths.containerd_config.write_text(containerd_config(paths, sandbox_image))
     for stale in paths.cni_conf_dir.iterdir():

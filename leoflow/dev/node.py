@@ -44,9 +44,14 @@ NODE_TYPE_LABEL = "leoflow.io/node-type"
 CTR = "ctr"
 CONTAINERD = "containerd"
 _START_TIMEOUT = 90.0
+# The kubelet listens on unix sockets under its root dir (pod-resources/<random>, device-plugins);
+# Linux caps a socket path at 107 bytes.
+_MAX_KUBELET_ROOT = 80
 _CERT_VALIDITY = datetime.timedelta(days=365)
 # Lines worth showing when a daemon fails: klog errors/fatals and logrus error levels.
-_ERROR_LINE = re.compile(r"^[EF]\d{4} |level=(error|fatal)|^Error: |failed to run Kubelet", re.IGNORECASE)
+_ERROR_LINE = re.compile(
+    r"^[EF]\d{4} |level=(error|fatal)|^Error: |^containerd: |failed to run Kubelet", re.IGNORECASE
+)
 
 
 class NodeError(RuntimeError):
@@ -280,6 +285,7 @@ def _start_containerd(env: NodeEnvironment, layout: _NodeLayout, paths: NodePath
     if shutil.which(CONTAINERD) is None or shutil.which("runc") is None:
         raise NodeError("containerd/runc not installed: run hack/apt-packages.sh")
     write_config(paths, images.PAUSE_IMAGE)
+    paths.socket_dir.mkdir(parents=True, exist_ok=True)
     start(layout, "containerd", [CONTAINERD, "--config", str(paths.containerd_config)])
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -331,6 +337,12 @@ def _start_kubelet(env: NodeEnvironment, layout: _NodeLayout, paths: NodePaths) 
     kubelet = env.bin_dir / "kubelet"
     if not kubelet.is_file():
         raise NodeError(f"{kubelet} not found: build the Kubernetes binaries first")
+    if len(str(paths.kubelet_root)) > _MAX_KUBELET_ROOT:
+        raise NodeError(
+            f"cluster home {env.home} is too deep for the kubelet's unix sockets: {paths.kubelet_root} "
+            f"is {len(str(paths.kubelet_root))} characters, at most {_MAX_KUBELET_ROOT} work; "
+            "use a shorter home"
+        )
     _ensure_certs(env, paths)
     _create_cgroup_root(paths)
     try:
@@ -513,3 +525,4 @@ def stop_real_node(home: Path) -> None:
     delete_bridge(paths)
     shutil.rmtree(paths.cni_data_dir, ignore_errors=True)
     shutil.rmtree(paths.containerd_state, ignore_errors=True)
+    shutil.rmtree(paths.socket_dir, ignore_errors=True)
