@@ -10,8 +10,11 @@ topological order, integer indices, inherited settings, and the definition hash.
 from __future__ import annotations
 
 import difflib
+import gc
 import heapq
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any, TypeVar
@@ -38,9 +41,11 @@ class CompiledDag:
     name: str
     spec: res.DagSpec
     file: DagFile
+    data: dict[str, Any]
 
     def resource(self, namespace: str | None = None) -> dict[str, Any]:
-        return res.to_resource(self.name, self.spec, namespace)
+        """The DAG object to apply (``spec`` is ``resources.dump(self.spec)``)."""
+        return res.to_resource(self.name, self.spec, namespace, data=self.data)
 
 
 def compile_path(path: FsPath) -> CompiledDag:
@@ -70,13 +75,27 @@ def compile_text(text: bytes | str, file: str = "leoflow.yaml") -> CompiledDag:
     problems.extend(_check_env_names(doc))
     if problems or model is None:
         raise CompileError(_unique(problems))
-    spec = _build(model)
-    size = len(json.dumps(res.dump(spec), separators=(",", ":")))
+    with _collector_paused():
+        spec, data = _build(model)
+    size = len(json.dumps(data, separators=(",", ":")))
     if size > MAX_RESOURCE_BYTES:
         raise CompileError(
             [doc.problem(("tasks",), f"the compiled DAG is {size} bytes; the limit is {MAX_RESOURCE_BYTES}")]
         )
-    return CompiledDag(model.dag, spec, model)
+    return CompiledDag(model.dag, spec, model, data)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Building 10,000 tasks allocates millions of objects and none of them forms a cycle, yet the
+    cyclic garbage collector would rescan them over and over; pausing it saves a third of the time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:
@@ -207,24 +226,37 @@ def _shortest_cycle(start: str, edges: dict[str, list[str]], members: set[str]) 
     return [start]
 
 
-def _ancestors(edges: dict[str, list[str]]) -> dict[str, set[str]]:
-    memo: dict[str, set[str]] = {}
-    for root in edges:
-        stack = [root]
-        while stack:
-            node = stack[-1]
-            pending = [u for u in edges[node] if u not in memo]
-            if pending:
-                stack.extend(pending)
-                continue
-            stack.pop()
-            if node not in memo:
-                found: set[str] = set()
-                for u in edges[node]:
-                    found.add(u)
-                    found |= memo[u]
-                memo[node] = found
-    return memo
+class _Ancestry:
+    """Is one task upstream of another, directly or transitively? Searched only when asked.
+
+    A full transitive closure of a 10,000-task DAG costs tens of millions of set entries; templates
+    name an upstream output only now and then, and the upstream is usually a direct one.
+    """
+
+    def __init__(self, edges: dict[str, list[str]]) -> None:
+        self.edges = edges
+        self.memo: dict[tuple[str, str], bool] = {}
+
+    def is_upstream(self, ancestor: str, task: str) -> bool:
+        if ancestor in self.edges.get(task, ()):
+            return True
+        key = (ancestor, task)
+        if key not in self.memo:
+            seen = {task}
+            frontier = [task]
+            found = False
+            while frontier and not found:
+                following = []
+                for node in frontier:
+                    for upstream in self.edges[node]:
+                        if upstream == ancestor:
+                            found = True
+                        elif upstream not in seen:
+                            seen.add(upstream)
+                            following.append(upstream)
+                frontier = following
+            self.memo[key] = found
+        return self.memo[key]
 
 
 def _strings(value: Any, path: Path) -> list[tuple[Path, str]]:
@@ -245,7 +277,7 @@ def _check_templates(
 ) -> list[Problem]:
     params = doc.data.get("params")
     param_names = set(params) if isinstance(params, dict) else set()
-    ancestors = _ancestors(edges)
+    ancestry = _Ancestry(edges)
     problems: list[Problem] = []
     for name, task in tasks.items():
         fan_out = task.get("fanOut")
@@ -263,7 +295,7 @@ def _check_templates(
                         ref,
                         task=name,
                         tasks=tasks,
-                        ancestors=ancestors,
+                        ancestry=ancestry,
                         params=param_names,
                         fan_out=fan_out is not None,
                     )
@@ -279,7 +311,7 @@ def _unresolved(
     *,
     task: str,
     tasks: dict[str, dict[str, Any]],
-    ancestors: dict[str, set[str]],
+    ancestry: _Ancestry,
     params: set[str],
     fan_out: bool,
 ) -> str | None:
@@ -293,7 +325,7 @@ def _unresolved(
         return None
     if ref.task not in tasks:
         return f"'{{{{ {ref.expression} }}}}' refers to no task '{ref.task}'"
-    if ref.task not in ancestors.get(task, set()):
+    if not ancestry.is_upstream(ref.task, task):
         return (
             f"'{{{{ {ref.expression} }}}}' refers to task '{ref.task}', which is not upstream of '{task}': "
             f"add it to 'after'"
@@ -562,18 +594,19 @@ def _templated(task: Task) -> bool:
     return any(has_template(t) for t in texts)
 
 
-def _build(dag: DagFile) -> res.DagSpec:
+def _build(dag: DagFile) -> tuple[res.DagSpec, dict[str, Any]]:
+    """The compiled spec and its dumped JSON form (computed once: hashing and sizing both need it).
+
+    Tasks are assembled as plain dicts and validated in one call: for 10,000 tasks that is several
+    times faster than constructing each model from Python.
+    """
     names = list(dag.tasks)
     order = topological_order(names, {n: list(t.after) for n, t in dag.tasks.items()})
     index = {name: i for i, name in enumerate(order)}
-    downstreams: dict[str, list[int]] = {name: [] for name in order}
-    for name in order:
-        for upstream in dag.tasks[name].after:
-            downstreams[upstream].append(index[name])
     profiles: list[res.Profile] = []
     profile_of: dict[str, int] = {}
     seen_profiles: dict[str, int] = {}
-    tasks = []
+    tasks: list[dict[str, Any]] = []
     for name in order:
         task = dag.tasks[name]
         key = _profile_key(task)
@@ -584,22 +617,23 @@ def _build(dag: DagFile) -> res.DagSpec:
                 seen_profiles[identity] = len(profiles)
                 profiles.append(profile)
             profile_of[key] = seen_profiles[identity]
-        tasks.append(
-            res.CompiledTask(
-                name=name,
-                upstreams=sorted(index[u] for u in task.after),
-                downstreams=sorted(downstreams[name]),
-                trigger=task.trigger,
-                profile=profile_of[key],
-                command=list(task.command) if task.command is not None else None,
-                args=list(task.args) if task.args is not None else None,
-                env=[_env_var(k, v) for k, v in (task.env or {}).items()],
-                outputs=list(task.outputs),
-                fanOut=_fan_out(task, index),
-                sensor=_sensor(task),
-                templated=_templated(task),
-            )
-        )
+        compiled: dict[str, Any] = {
+            "name": name,
+            "upstreams": sorted(index[u] for u in task.after),
+            "trigger": task.trigger,
+            "profile": profile_of[key],
+            "command": task.command,
+            "args": task.args,
+            "outputs": task.outputs,
+            "templated": _templated(task),
+        }
+        if task.env:
+            compiled["env"] = [_env_var(k, v) for k, v in task.env.items()]
+        if task.fanOut is not None:
+            compiled["fanOut"] = _fan_out(task, index)
+        if task.sensor is not None:
+            compiled["sensor"] = _sensor(task)
+        tasks.append(compiled)
     schedule = None
     if dag.schedule is not None:
         schedule = res.CompiledSchedule(
@@ -613,13 +647,18 @@ def _build(dag: DagFile) -> res.DagSpec:
         res.CompiledParam(name=n, type=p.type, default=None if p.default is None else _scalar_text(p.default))
         for n, p in dag.params.items()
     ]
-    unhashed = res.DagSpec(
-        image=dag.image,
-        description=dag.description,
-        schedule=schedule,
-        params=params,
-        profiles=profiles,
-        tasks=tasks,
-        definitionHash="",
+    unhashed = res.DagSpec.model_validate(
+        {
+            "image": dag.image,
+            "description": dag.description,
+            "schedule": schedule,
+            "params": params,
+            "profiles": profiles,
+            "tasks": tasks,
+            "definitionHash": "",
+        }
     )
-    return unhashed.model_copy(update={"definitionHash": res.definition_hash(res.dump(unhashed))})
+    data = res.dump(unhashed)
+    digest = res.definition_hash(data)
+    data["definitionHash"] = digest
+    return unhashed.model_copy(update={"definitionHash": digest}), data

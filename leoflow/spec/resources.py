@@ -8,7 +8,9 @@ DAG ``spec`` (``DagSpec``):
 
 - ``tasks`` is a list in topological order; a task's *index* is its position in that list.
   ``upstreams``/``downstreams`` are sorted lists of indices; every upstream index is smaller than
-  the task's own index, so a single forward pass visits tasks in dependency order.
+  the task's own index, so a single forward pass visits tasks in dependency order. Only
+  ``upstreams`` is stored; ``downstreams`` is derived when the spec is loaded through ``DagSpec``
+  (storing both adds a fifth to a large DAG, which then no longer fits in 1 MiB).
 - ``profiles`` holds the resolved settings that tasks share (image, resources, nodeSelector,
   tolerations, affinity, serviceAccountName, env inherited from ``defaults``, retries and backoff,
   timeout). ``task.profile`` is an index into it. Sharing keeps a 10,000-task DAG under 1 MiB.
@@ -46,7 +48,7 @@ import json
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from leoflow.spec.fields import MAX_TASK_NAME, Quantity
 from leoflow.spec.model import (
@@ -150,7 +152,11 @@ class CompiledTask(ResourceModel):
 
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=MAX_TASK_NAME)
     upstreams: list[int] = Field(default_factory=list)
-    downstreams: list[int] = Field(default_factory=list)
+    downstreams: list[int] = Field(
+        default_factory=list,
+        exclude=True,
+        description="derived from every task's upstreams when the spec is loaded; not stored",
+    )
     trigger: TriggerRule = "all_success"
     profile: int = 0
     command: list[str] | None = None
@@ -184,6 +190,38 @@ class DagSpec(ResourceModel):
     profiles: list[Profile]
     tasks: list[CompiledTask]
     definitionHash: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_downstreams(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("tasks"), list):
+            return data
+        tasks = data["tasks"]
+        downstreams: list[list[int]] = [[] for _ in tasks]
+        for i, task in enumerate(tasks):
+            upstreams = task.get("upstreams") if isinstance(task, dict) else getattr(task, "upstreams", None)
+            for u in upstreams if isinstance(upstreams, list) else []:
+                if isinstance(u, int) and 0 <= u < i:
+                    downstreams[u].append(i)
+        derived: list[Any] = []
+        for task, down in zip(tasks, downstreams, strict=True):
+            if isinstance(task, dict):
+                derived.append({**task, "downstreams": down})
+            elif isinstance(task, CompiledTask):
+                derived.append(task.model_copy(update={"downstreams": down}))
+            else:
+                derived.append(task)
+        return {**data, "tasks": derived}
+
+    @model_validator(mode="after")
+    def _topological(self) -> DagSpec:
+        for i, task in enumerate(self.tasks):
+            for u in task.upstreams:
+                if not 0 <= u < i:
+                    raise ValueError(f"task {i} ({task.name}) has upstream index {u}: not an earlier task")
+            if task.profile >= len(self.profiles):
+                raise ValueError(f"task {i} ({task.name}) refers to a missing profile {task.profile}")
+        return self
 
     def task_index(self) -> dict[str, int]:
         return {task.name: i for i, task in enumerate(self.tasks)}
@@ -284,11 +322,14 @@ def dump(model: BaseModel) -> dict[str, Any]:
     return data
 
 
-def to_resource(name: str, spec: DagSpec, namespace: str | None = None) -> dict[str, Any]:
+def to_resource(
+    name: str, spec: DagSpec, namespace: str | None = None, *, data: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The DAG object; ``data`` is ``dump(spec)`` when the caller already has it."""
     metadata: dict[str, Any] = {"name": name, "labels": {"leoflow.io/dag": name}}
     if namespace is not None:
         metadata["namespace"] = namespace
-    return {"apiVersion": API_VERSION, "kind": "DAG", "metadata": metadata, "spec": dump(spec)}
+    return {"apiVersion": API_VERSION, "kind": "DAG", "metadata": metadata, "spec": data or dump(spec)}
 
 
 def dagrun_resource(name: str, spec: DagRunSpec, namespace: str | None = None) -> dict[str, Any]:

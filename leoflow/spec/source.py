@@ -30,25 +30,31 @@ _SCALARS = {
     _TAG + "int": _constructor.construct_yaml_int,
     _TAG + "float": _constructor.construct_yaml_float,
 }
+_MISSING = object()
+_PLAIN_CACHE = 100_000
 _AS_TEXT = {_TAG + "str", _TAG + "timestamp", _TAG + "merge", "!"}
 
 
 @dataclass
 class Document:
-    """Parsed data; ``marks[path]`` is where the value at ``path`` starts, ``key_marks`` its key."""
+    """Parsed data; ``marks[path]`` is where the value at ``path`` starts, ``key_marks`` its key.
+
+    The marks are PyYAML's own (0-based) and converted only when a problem is reported: building
+    a ``Mark`` for each of a large file's values would cost more than parsing it.
+    """
 
     file: str
     data: Any
-    marks: dict[Path, Mark] = field(default_factory=dict)
-    key_marks: dict[Path, Mark] = field(default_factory=dict)
+    marks: dict[Path, Any] = field(default_factory=dict)
+    key_marks: dict[Path, Any] = field(default_factory=dict)
 
     def mark(self, path: Path, *, key: bool = False) -> Mark:
         """The position of ``path``, or of its nearest ancestor that exists."""
         while True:
             if key and path in self.key_marks:
-                return self.key_marks[path]
+                return _position(self.key_marks[path])
             if path in self.marks:
-                return self.marks[path]
+                return _position(self.marks[path])
             if not path:
                 return Mark(1, 1)
             path = path[:-1]
@@ -57,8 +63,12 @@ class Document:
         return Problem(self.file, self.mark(path, key=key), format_path(path), message)
 
 
+def _position(raw: Any) -> Mark:
+    return raw if isinstance(raw, Mark) else Mark(raw.line + 1, raw.column + 1)
+
+
 def _mark(event: Any) -> Mark:
-    return Mark(event.start_mark.line + 1, event.start_mark.column + 1)
+    return _position(event.start_mark)
 
 
 class _Refused(Exception):
@@ -74,9 +84,9 @@ class _Frame:
     anchor: str | None
     size: int = 1
     key: Any = None
-    key_mark: Mark | None = None
+    key_mark: Any = None
     has_key: bool = False
-    merges: list[tuple[dict[Any, Any], Mark]] = field(default_factory=list)
+    merges: list[tuple[dict[Any, Any], Any]] = field(default_factory=list)
 
 
 class _Builder:
@@ -87,24 +97,27 @@ class _Builder:
         self.nodes = 0
         self.documents = 0
         self.root: Any = None
+        # Plain scalars repeat (command words, upstream names): resolving each once is cheaper.
+        self.plain: dict[str, Any] = {}
 
     def feed(self, event: Any) -> None:
-        if isinstance(event, yaml.DocumentStartEvent):
-            self.documents += 1
-            if self.documents > 1:
-                raise _Refused(_mark(event), "expected one YAML document, found several ('---')")
-        elif isinstance(event, yaml.ScalarEvent):
+        kind = type(event)
+        if kind is yaml.ScalarEvent:
             self._add(self._scalar(event), 1, event)
-        elif isinstance(event, yaml.AliasEvent):
+        elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+            self._open(event)
+        elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+            self._close(event)
+        elif kind is yaml.AliasEvent:
             if event.anchor not in self.anchors:
                 raise _Refused(_mark(event), f"alias *{event.anchor} refers to no anchor")
             value, size = self.anchors[event.anchor]
             self._count(size, event)
             self._add(value, size, event, alias=True)
-        elif isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
-            self._open(event)
-        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
-            self._close(event)
+        elif kind is yaml.DocumentStartEvent:
+            self.documents += 1
+            if self.documents > 1:
+                raise _Refused(_mark(event), "expected one YAML document, found several ('---')")
 
     def _count(self, size: int, event: Any) -> None:
         self.nodes += size
@@ -118,20 +131,29 @@ class _Builder:
         self._count(1, event)
         tag = event.tag
         if tag is None or tag == "!":
+            if not event.implicit[0]:
+                return event.value
+            cached = self.plain.get(event.value, _MISSING)
+            if cached is not _MISSING:
+                return cached
             tag = _resolver.resolve(yaml.ScalarNode, event.value, event.implicit)  # type: ignore[no-untyped-call]
         if tag in _SCALARS:
             node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark)
-            return _SCALARS[tag](node)
-        if tag in _AS_TEXT:
-            return event.value
-        raise _Refused(_mark(event), f"unsupported YAML tag {tag}")
+            value = _SCALARS[tag](node)
+        elif tag in _AS_TEXT:
+            value = event.value
+        else:
+            raise _Refused(_mark(event), f"unsupported YAML tag {tag}")
+        if event.tag is None and len(self.plain) < _PLAIN_CACHE:
+            self.plain[event.value] = value
+        return value
 
     def _open(self, event: Any) -> None:
         self._count(1, event)
         if len(self.stack) >= MAX_NESTING:
             raise _Refused(_mark(event), f"nesting deeper than {MAX_NESTING} levels; refused")
         path = self._child_path(event)
-        self.doc.marks[path] = _mark(event)
+        self.doc.marks[path] = event.start_mark
         container: dict[Any, Any] | list[Any] = {} if isinstance(event, yaml.MappingStartEvent) else []
         self.stack.append(_Frame(container, path, event.anchor))
 
@@ -161,17 +183,17 @@ class _Builder:
         if not alias and getattr(event, "anchor", None) is not None:
             self.anchors[event.anchor] = (value, size)
         if not self.stack:
-            self.doc.marks[()] = _mark(event)
+            self.doc.marks[()] = event.start_mark
             self.root = value
             return
         parent = self.stack[-1]
         if isinstance(parent.value, dict) and not parent.has_key:
             if isinstance(value, dict | list):
                 raise _Refused(_mark(event), "a mapping key must be a plain value, not a mapping or list")
-            parent.key, parent.key_mark, parent.has_key = value, _mark(event), True
+            parent.key, parent.key_mark, parent.has_key = value, event.start_mark, True
             return
         path = self._child_path(event)
-        self.doc.marks[path] = _mark(event)
+        self.doc.marks[path] = event.start_mark
         self._attach(value, size, event, path)
 
     def _attach(self, value: Any, size: int, event: Any, path: Path) -> None:
@@ -187,11 +209,11 @@ class _Builder:
         parent.key, parent.key_mark, parent.has_key = None, None, False
         if key == "<<" and isinstance(value, dict | list):
             merged = [value] if isinstance(value, dict) else [v for v in value if isinstance(v, dict)]
-            parent.merges.extend((m, _mark(event)) for m in merged)
+            parent.merges.extend((m, event.start_mark) for m in merged)
             return
         if key in parent.value:
-            assert key_mark is not None
-            raise _Refused(key_mark, f"duplicate key '{key}' in {format_path(parent.path) or 'the file'}")
+            where = format_path(parent.path) or "the file"
+            raise _Refused(_position(key_mark), f"duplicate key '{key}' in {where}")
         parent.value[key] = value
         if key_mark is not None:
             self.doc.key_marks[path] = key_mark

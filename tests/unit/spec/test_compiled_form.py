@@ -6,6 +6,9 @@ import json
 import textwrap
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
 from leoflow.spec import resources as res
 from leoflow.spec.compiler import compile_path, compile_text
 from leoflow.spec.templates import RenderContext, render
@@ -173,3 +176,22 @@ def test_templates_render_with_run_values() -> None:
     )
     assert [render(a, context) for a in spec.tasks[0].command or []][-1] == "--day=2024-05-01"
     assert render(spec.tasks[1].env[0].value or "", context) == "42"
+
+
+def test_downstreams_are_derived_on_load_and_not_stored() -> None:
+    dag = compile_path(EXAMPLE)
+    assert all("downstreams" not in task for task in dag.data["tasks"])
+    loaded = res.DagSpec.model_validate(dag.data)
+    assert [t.downstreams for t in loaded.tasks] == [[1], [2], []]
+
+
+def test_a_spec_whose_upstreams_are_not_earlier_is_refused_on_load() -> None:
+    data = compile_path(EXAMPLE).data
+    broken = {**data, "tasks": [{**data["tasks"][0], "upstreams": [2]}, *data["tasks"][1:]]}
+    with pytest.raises(ValidationError, match="not an earlier task"):
+        res.DagSpec.model_validate(broken)
+
+
+def test_compiled_data_is_the_dump_of_the_spec() -> None:
+    dag = compile_path(EXAMPLE)
+    assert res.dump(dag.spec) == dag.data
