@@ -22,6 +22,7 @@ import re
 import stat
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,9 +220,10 @@ def build_image(spec: ImageSpec, cache: Path | None = None) -> BuiltImage:
     slug = re.sub(r"[^a-z0-9]+", "-", spec.tag.lower()).strip("-")
     path = directory / f"{slug}-{config_digest.removeprefix('sha256:')[:16]}.tar"
     if not path.exists():
-        partial = path.with_suffix(".partial")
-        partial.write_bytes(data)
-        partial.replace(path)
+        # A private temporary name, then an atomic rename: concurrent builders never see half a file.
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=f".{slug}-", delete=False) as tmp:
+            tmp.write(data)
+        Path(tmp.name).replace(path)
         log.info("image built", extra={"tag": spec.tag, "path": str(path), "id": config_digest})
     return BuiltImage(tag=spec.tag, path=path, config_digest=config_digest, layer_digest=layer_digest)
 
