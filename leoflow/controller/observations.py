@@ -44,7 +44,9 @@ class AgentStarted:
 
 @dataclass(frozen=True)
 class AgentFinished:
-    """The fast path: the user's process exited. ``oom`` is the cgroup's OOM-kill evidence."""
+    """The fast path: the user's process exited. ``oom`` is the cgroup's OOM-kill evidence;
+    ``agent_error`` says the agent could not run the command at all; ``outputs_error`` that the
+    outputs were refused (over the cap, unreadable), which fails the task with that message."""
 
     task: int
     item: int | None
@@ -53,6 +55,8 @@ class AgentFinished:
     at: datetime
     outputs: Mapping[str, str] = field(default_factory=dict)
     oom: bool = False
+    agent_error: str = ""
+    outputs_error: str = ""
 
 
 @dataclass(frozen=True)

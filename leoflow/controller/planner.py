@@ -56,10 +56,11 @@ from leoflow.spec.templates import RenderContext
 ACTIVE = frozenset({TaskState.SCHEDULED, TaskState.RUNNING})
 TEMPLATE_ERROR = "TemplateError"
 FAN_OUT_ERROR = "FanOutError"
+OUTPUTS_ERROR = "OutputsError"
 RUN_TIMEOUT = "RunTimeout"
 SUCCEEDED_CONDITION = "Succeeded"
 RETRIED_CONDITION = "Retried"
-_CONFIG_REASONS = frozenset({TEMPLATE_ERROR, FAN_OUT_ERROR})
+_CONFIG_REASONS = frozenset({TEMPLATE_ERROR, FAN_OUT_ERROR, OUTPUTS_ERROR})
 _MAX_BACKOFF_EXPONENT = 64
 
 
@@ -71,6 +72,7 @@ class PlanSettings:
     infra_retries: int = 3
     infra_retry_delay_seconds: float = 5.0
     delete_succeeded_pods: bool = True
+    agent_exit_code: int = 125
     pod: PodBuildSettings = field(default_factory=PodBuildSettings)
 
 
@@ -280,10 +282,18 @@ class _Work:
             self.set_detail(unit, message=status.message or None)
 
     def _agent_finished(self, unit: Unit, obs: AgentFinished) -> None:
+        if obs.agent_error:
+            self._final_failure(unit, FailureReason.START_ERROR.value, obs.agent_error, obs.exit_code)
+            return
+        if obs.outputs_error:
+            self._final_failure(unit, OUTPUTS_ERROR, obs.outputs_error, obs.exit_code)
+            return
         if obs.exit_code == 0:
             self._succeeded(unit, dict(obs.outputs), exit_code=0)
             return
-        if obs.oom:
+        if obs.exit_code == self.settings.agent_exit_code:
+            reason, message = FailureReason.AGENT_ERROR, f"leoflow-agent failed (exit code {obs.exit_code})"
+        elif obs.oom:
             reason, message = FailureReason.OOM_KILLED, f"OOMKilled (exit code {obs.exit_code})"
         else:
             reason, message = FailureReason.USER_ERROR, f"exit code {obs.exit_code}"

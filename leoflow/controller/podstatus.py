@@ -149,7 +149,7 @@ class ClassifySettings:
     node_lost_grace: float = 120.0
     main_container: str = "main"
     agent_init_containers: frozenset[str] = frozenset({"leoflow-agent-init"})
-    agent_exit_code: int = 64
+    agent_exit_code: int = 125
 
     def __post_init__(self) -> None:
         for name in (

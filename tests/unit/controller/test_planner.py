@@ -401,3 +401,34 @@ def test_retried_run_gets_a_fresh_run_timeout_window() -> None:
     sim.step(now=at(550))
     assert sim.run.status.phase is RunPhase.RUNNING
     assert sim.requeue() == at(600)
+
+
+def test_agent_that_could_not_start_the_command_fails_the_task_without_retry() -> None:
+    sim = Sim.start(dag({"a": []}, retries=3))
+    sim.step()
+    sim.step(sim.finished("a", exit_code=127, agent_error='exec: "pyhton": executable file not found'))
+    assert sim.state("a") is TaskState.FAILED
+    assert sim.run.status.tasks["0"].reason == "StartError"
+
+
+def test_refused_outputs_fail_the_task_with_the_agents_message() -> None:
+    sim = Sim.start(dag({"a": []}, retries=3))
+    sim.step()
+    sim.step(sim.finished("a", exit_code=0, outputs_error="outputs exceed 64 KiB"))
+    assert sim.state("a") is TaskState.FAILED
+    assert sim.run.status.tasks["0"].message == "outputs exceed 64 KiB"
+
+
+def test_agent_reserved_exit_code_is_retried_on_the_infrastructure_budget() -> None:
+    sim = Sim.start(dag({"a": []}, retries=0), PlanSettings(infra_retry_delay_seconds=0))
+    sim.step()
+    sim.step(sim.finished("a", exit_code=125))
+    assert sim.run.status.tasks["0"].reason == "AgentError"
+    assert sim.creates() == [("a", None, 2)], "a zero infra delay retries in the same decision"
+
+
+def test_agent_oom_evidence_names_the_failure_oomkilled() -> None:
+    sim = Sim.start(dag({"a": []}))
+    sim.step()
+    sim.step(sim.finished("a", exit_code=137, oom=True))
+    assert sim.run.status.tasks["0"].reason == "OOMKilled"

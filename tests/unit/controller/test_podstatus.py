@@ -397,7 +397,7 @@ def test_user_init_container_failure_is_a_user_failure() -> None:
 
 
 def test_agent_reserved_exit_code_is_an_agent_failure() -> None:
-    obs = classify(pod("Failed", containers=[terminated(exit_code=64)]), now=at(30))
+    obs = classify(pod("Failed", containers=[terminated(exit_code=125)]), now=at(30))
     assert obs.reason is FailureReason.AGENT_ERROR
     assert obs.failure_class is FailureClass.INFRA
 
