@@ -1,0 +1,114 @@
+"""Informer protocol details a real API server will not produce on cue: 410s and bookmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+from aiohttp import web
+
+from leoflow.controller.kube.informer import EventType, Informer, InformerOptions
+from leoflow.controller.kube.transport import CONFIGMAPS, KubeObject, Transport
+
+PATH = "/api/v1/namespaces/ns/configmaps"
+
+
+def cm(name: str, version: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": version}}
+
+
+class Script:
+    """Lists return successive snapshots; watches play successive scripts of lines."""
+
+    def __init__(
+        self, lists: list[tuple[str, list[dict[str, Any]]]], watches: list[Any], *, hang: bool = True
+    ) -> None:
+        self.hang = hang
+        self.lists = lists
+        self.watches = watches
+        self.watch_queries: list[dict[str, list[str]]] = []
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        query = parse_qs(request.query_string)
+        if "watch" not in query:
+            version, items = self.lists.pop(0)
+            return web.json_response({"metadata": {"resourceVersion": version}, "items": items})
+        self.watch_queries.append(query)
+        script = self.watches.pop(0) if self.watches else []
+        if isinstance(script, web.Response):
+            return script
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for line in script:
+            await response.write(json.dumps(line).encode() + b"\n")
+        if self.hang or not script:
+            await asyncio.sleep(3600)
+        return response
+
+
+def recorder(seen: list[tuple[EventType, str]]) -> Any:
+    def handler(kind: EventType, old: KubeObject | None, new: KubeObject | None) -> None:
+        obj = new if new is not None else old
+        assert obj is not None
+        seen.append((kind, obj["metadata"]["name"]))
+
+    return handler
+
+
+async def until(check: Any) -> None:
+    async with asyncio.timeout(10):
+        while not check():
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("how", ["error-event", "http-410"])
+async def test_gone_watch_relists_and_diffs_the_cache(fake_api: Any, make_status: Any, how: str) -> None:
+    expired = (
+        [
+            {
+                "type": "ERROR",
+                "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"},
+            }
+        ]
+        if how == "error-event"
+        else make_status(410, "Gone", "too old resource version: 10 (400)")
+    )
+    script = Script(
+        lists=[("10", [cm("a", "1"), cm("b", "1")]), ("20", [cm("a", "2"), cm("c", "1")])],
+        watches=[expired],
+    )
+    fake_api.on("GET", PATH, script)
+    seen: list[tuple[EventType, str]] = []
+    informer = Informer(
+        Transport(fake_api.client), CONFIGMAPS, namespace="ns", options=InformerOptions(resync_period=None)
+    )
+    informer.add_handler(recorder(seen))
+    async with informer:
+        await until(lambda: len(seen) == 5)
+        assert seen[:2] == [(EventType.ADDED, "a"), (EventType.ADDED, "b")]
+        assert set(seen[2:]) == {(EventType.MODIFIED, "a"), (EventType.ADDED, "c"), (EventType.DELETED, "b")}
+        assert informer.stats.expired == 1
+        assert sorted(o["metadata"]["name"] for o in informer.list()) == ["a", "c"]
+        await until(lambda: len(script.watch_queries) == 2)
+        assert script.watch_queries[1]["resourceVersion"] == ["20"], "the new watch starts at the relist"
+
+
+async def test_bookmark_moves_the_resume_point_without_a_relist(fake_api: Any) -> None:
+    first_watch = [
+        {"type": "BOOKMARK", "object": {"kind": "ConfigMap", "metadata": {"resourceVersion": "15"}}}
+    ]
+    script = Script(lists=[("10", [cm("a", "1")])], watches=[first_watch], hang=False)
+    fake_api.on("GET", PATH, script)
+    informer = Informer(
+        Transport(fake_api.client), CONFIGMAPS, namespace="ns", options=InformerOptions(resync_period=None)
+    )
+    async with informer:
+        await until(lambda: len(script.watch_queries) == 2)
+    first, second = script.watch_queries
+    assert first["resourceVersion"] == ["10"] and first["allowWatchBookmarks"] == ["true"]
+    assert "timeoutSeconds" in first
+    assert second["resourceVersion"] == ["15"]
+    assert informer.stats.relists == 1
