@@ -24,9 +24,11 @@ from typing import Any
 
 import pytest
 
+from leoflow.dev import images
 from leoflow.dev.testing import ClusterHandle
 
-AGENT_IMAGE = "leoflow.local/leoflow-agent:test"
+# The tag `leoflow dev` images use, so an injected pod on the real node finds the imported image.
+AGENT_IMAGE = images.AGENT_IMAGE
 CONTROLLER_ADDR = "127.0.0.1:9443"
 EXCLUDED = ["kube-system", "kube-public", "kube-node-lease", "leoflow-system"]
 
