@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: setup venv binaries test lint unit integration demo agent proto proto-check bench clean
+.PHONY: setup apt venv binaries test lint unit integration demo agent proto proto-check bench clean
 
 $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
@@ -24,7 +24,7 @@ apt:
 binaries: venv
 	$(BIN)/leoflow dev build
 
-setup: venv binaries
+setup: apt venv binaries
 
 lint: venv
 	$(BIN)/ruff check leoflow tests bench

@@ -65,6 +65,8 @@ def _up(args: argparse.Namespace) -> int:
     for component in components:
         print(f"  {component.name:<24} pid {component.pid}")
     print(f"  kwok nodes   {state.kwok_nodes}")
+    if state.real_node:
+        print(f"  real node    {cluster.REAL_NODE_NAME} (pods reach the host at {state.node_address})")
     print(f"  kubeconfig   {state.kubeconfig}")
     print(f"\nexport KUBECONFIG={state.kubeconfig}")
     return EXIT_OK

@@ -23,6 +23,8 @@ import yaml
 
 from leoflow.dev import kwok
 from leoflow.dev.binaries import Binaries, ensure_binaries
+from leoflow.dev.containerd import NodePaths
+from leoflow.dev.node import NodeEnvironment, NodeError, real_node_pids, start_real_node, stop_real_node
 from leoflow.dev.pki import Pki, ensure_pki
 from leoflow.dev.processes import Layout, ProcessError, free_port, pid_of, port_in_use, start, stop, wait_http
 
@@ -48,6 +50,7 @@ KCM_CONTROLLERS = (
     "ttl-after-finished-controller",
 )
 SERVICE_CIDR = "10.96.0.0/24"
+REAL_NODE_NAME = "leoflow-node"
 
 
 class ClusterError(RuntimeError):
@@ -88,6 +91,11 @@ class ClusterState:
     @property
     def apiserver_url(self) -> str:
         return f"https://127.0.0.1:{self.ports.apiserver}"
+
+    @property
+    def node_address(self) -> str | None:
+        """The host's address on the real node's pod bridge: where pods reach host servers."""
+        return NodePaths(self.home).node_ip if self.real_node else None
 
     def save(self) -> None:
         data = asdict(self)
@@ -361,6 +369,8 @@ def _nodes_ready(state: ClusterState, selector: str, count: int) -> bool:
 def _healthy(state: ClusterState, layout: Layout) -> bool:
     if any(pid_of(layout, name) is None for name in CONTROL_PLANE):
         return False
+    if state.real_node and None in real_node_pids(state.home).values():
+        return False
     try:
         wait_http(
             layout,
@@ -434,7 +444,20 @@ def up(options: UpOptions) -> ClusterState:
             layout,
             "kube-controller-manager",
         )
-    except (ProcessError, ClusterError) as err:
+        if options.real_node:
+            start_real_node(
+                NodeEnvironment(
+                    home=home,
+                    bin_dir=binaries.kubernetes_dir,
+                    kubeconfig=state.kubeconfig,
+                    apiserver_url=state.apiserver_url,
+                    ca_cert=pki.ca_cert,
+                    ca_key=pki.ca_key,
+                    node_name=REAL_NODE_NAME,
+                    log_dir=layout.log_dir,
+                )
+            )
+    except (ProcessError, ClusterError, NodeError) as err:
         down(home)
         raise ClusterError(str(err)) from err
     return state
@@ -445,7 +468,10 @@ def down(home: Path) -> list[str]:
     home = home.resolve()
     layout = Layout(home)
     state = ClusterState.load(home)
-    stopped = [name for name in reversed(CONTROL_PLANE) if pid_of(layout, name) is not None]
+    stopped = [name for name, pid in real_node_pids(home).items() if pid is not None]
+    if stopped or (state is not None and state.real_node):
+        stop_real_node(home)
+    stopped += [name for name in reversed(CONTROL_PLANE) if pid_of(layout, name) is not None]
     for name in reversed(CONTROL_PLANE):
         stop(layout, name)
     if state is not None:
@@ -464,4 +490,8 @@ class ComponentStatus:
 def status(home: Path) -> tuple[ClusterState | None, list[ComponentStatus]]:
     home = home.resolve()
     layout = Layout(home)
-    return ClusterState.load(home), [ComponentStatus(name, pid_of(layout, name)) for name in CONTROL_PLANE]
+    state = ClusterState.load(home)
+    components = [ComponentStatus(name, pid_of(layout, name)) for name in CONTROL_PLANE]
+    if state is not None and state.real_node:
+        components += [ComponentStatus(name, pid) for name, pid in real_node_pids(home).items()]
+    return state, components

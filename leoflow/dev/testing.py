@@ -54,7 +54,7 @@ class ClusterHandle:
 
 
 def start_test_cluster(home: Path, *, keep_running: bool) -> ClusterHandle:
-    state = cluster.up(cluster.UpOptions(home=home, kwok_nodes=3, real_node=False))
+    state = cluster.up(cluster.UpOptions(home=home, kwok_nodes=3, real_node=True))
     return ClusterHandle(state=state, keep_running=keep_running)
 
 
