@@ -190,14 +190,10 @@ class WatchHub:
 
     async def _run(self, watch: SharedWatch) -> None:
         delay = RETRY_MIN
-        try:
-            resource = await self._resolve(watch.key)
-        except PermanentWatchError as err:
-            self._fail(watch, str(err))
-            return
-        path = resource.path(watch.key.namespace)
+        path = f"{watch.key.api_version} {watch.key.kind}"
         while True:
             try:
+                path = (await self._resolve(watch.key)).path(watch.key.namespace)
                 resume: str | None = await self._list(watch, path)
                 delay = RETRY_MIN
                 while resume is not None:
@@ -241,6 +237,8 @@ class WatchHub:
                 self._discovery[key.api_version] = kinds
         resource = kinds.get(key.kind)
         if resource is None:
+            # Forget the listing so a CRD installed later is found by the next sensor.
+            self._discovery.pop(key.api_version, None)
             raise PermanentWatchError(f"kind {key.kind} does not exist in {key.api_version}")
         return resource
 
@@ -250,7 +248,10 @@ class WatchHub:
             raw = await response.read()
         finally:
             response.release()
-        body = json.loads(raw) if raw else {}
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            body = {"message": raw[:200].decode(errors="replace")}
         return response.status, body if isinstance(body, dict) else {}
 
     async def _open(
@@ -302,12 +303,11 @@ class WatchHub:
         )
         response = await self._open(path, query, timeout)
         try:
+            if response.status == 410:
+                return None
             if response.status != 200:
                 raw = await response.read()
-                body = json.loads(raw) if raw else {}
-                if response.status == 410:
-                    return None
-                _raise_for(response.status, body if isinstance(body, dict) else {}, path)
+                _raise_for(response.status, {"message": raw[:200].decode(errors="replace")}, path)
             buffer = b""
             async for chunk in response.content.iter_any():
                 buffer += chunk
