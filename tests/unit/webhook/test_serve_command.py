@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from leoflow.cli import main
+from leoflow.webhook import image_index
+from leoflow.webhook.server import ServeOptions, serve
+from leoflow.webhook.serving import WebhookConfig
+
+from .reviewing import SETTINGS, pod, review
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_serve_without_required_flags_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("LEOFLOW_WEBHOOK_CERT_FILE", "LEOFLOW_AGENT_IMAGE", "LEOFLOW_CONTROLLER_ADDR"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["webhook", "serve", "--key-file", "k"]) == 2
+    assert "missing --cert-file, --agent-image, --controller-addr" in capsys.readouterr().err
+
+
+def test_serve_with_a_bad_image_index_names_the_file_and_entry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    index = tmp_path / "index.yaml"
+    index.write_text("nginx:1.27:\n  entrypoint: /docker-entrypoint.sh\n")
+    argv = [
+        "webhook",
+        "serve",
+        "--cert-file",
+        "c",
+        "--key-file",
+        "k",
+        "--agent-image",
+        "a",
+        "--controller-addr",
+        "c:1",
+    ]
+    assert main([*argv, "--image-index", str(index)]) == 2
+    err = capsys.readouterr().err
+    assert f"{index}: nginx:1.27.entrypoint" in err
+
+
+def test_serve_with_unreadable_certificate_fails_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "webhook",
+        "serve",
+        "--cert-file",
+        str(tmp_path / "none.crt"),
+        "--key-file",
+        str(tmp_path / "none.key"),
+    ]
+    assert main([*argv, "--agent-image", "a", "--controller-addr", "c:1", "--port", "0"]) == 1
+    assert "webhook cannot start" in capsys.readouterr().err
+
+
+def test_image_index_loads_entrypoint_and_cmd(tmp_path: Path) -> None:
+    index = tmp_path / "index.yaml"
+    index.write_text(
+        'nginx:1.27:\n  entrypoint: ["/docker-entrypoint.sh"]\n  cmd: ["nginx", "-g", "daemon off;"]\n'
+    )
+    entry = image_index.load(index)["nginx:1.27"]
+    assert entry.entrypoint == ("/docker-entrypoint.sh",)
+    assert entry.cmd == ("nginx", "-g", "daemon off;")
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("a: {}\n", "a: Value error, needs an entrypoint or a cmd"),
+        ("a: {extra: 1}\n", "a.extra"),
+        (": :\n", "not YAML"),
+    ],
+)
+def test_image_index_errors_name_what_is_wrong(tmp_path: Path, text: str, fragment: str) -> None:
+    index = tmp_path / "index.yaml"
+    index.write_text(text)
+    with pytest.raises(image_index.ImageIndexError, match=fragment):
+        image_index.load(index)
+
+
+async def test_serve_answers_over_tls_and_stops_when_asked(tmp_path: Path) -> None:
+    assert main(["certs", "generate", "--out", str(tmp_path), "--service", "wh", "--namespace", "ns"]) == 0
+    stop = asyncio.Event()
+    port = free_port()
+    options = ServeOptions(cert_file=tmp_path / "tls.crt", key_file=tmp_path / "tls.key", port=port)
+    server = asyncio.create_task(serve(options, WebhookConfig(injection=SETTINGS), stop=stop))
+    context = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
+        for _ in range(100):
+            try:
+                async with session.get(f"https://127.0.0.1:{port}/readyz") as resp:
+                    if resp.status == 200:
+                        break
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("webhook never became ready")
+        async with session.post(
+            f"https://127.0.0.1:{port}/mutate-pods", json=review(pod(command=["x"]))
+        ) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["response"]["patchType"] == "JSONPatch"
+    stop.set()
+    await asyncio.wait_for(server, 10)
