@@ -337,12 +337,6 @@ def _start_kubelet(env: NodeEnvironment, layout: _NodeLayout, paths: NodePaths) 
     kubelet = env.bin_dir / "kubelet"
     if not kubelet.is_file():
         raise NodeError(f"{kubelet} not found: build the Kubernetes binaries first")
-    if len(str(paths.kubelet_root)) > _MAX_KUBELET_ROOT:
-        raise NodeError(
-            f"cluster home {env.home} is too deep for the kubelet's unix sockets: {paths.kubelet_root} "
-            f"is {len(str(paths.kubelet_root))} characters, at most {_MAX_KUBELET_ROOT} work; "
-            "use a shorter home"
-        )
     _ensure_certs(env, paths)
     _create_cgroup_root(paths)
     try:
@@ -419,11 +413,26 @@ def start_real_node(env: NodeEnvironment) -> None:
     again. Raises :class:`NodeError` with the daemons' error lines on failure.
     """
     paths = NodePaths(env.home)
+    if len(str(paths.kubelet_root)) > _MAX_KUBELET_ROOT:
+        raise NodeError(
+            f"cluster home {env.home} is too deep for the kubelet's unix sockets: {paths.kubelet_root} "
+            f"is {len(str(paths.kubelet_root))} characters, at most {_MAX_KUBELET_ROOT} work; "
+            "use a shorter home"
+        )
     layout = _layout(env.home, env.log_dir)
     running = pid_of(layout, "containerd") is not None and pid_of(layout, "kubelet") is not None
     if running and _node_ready(env):
         return
     stop_real_node(env.home)
+    try:
+        _start(env, paths, layout)
+    except NodeError:
+        # Leave nothing half-running; the logs stay for whoever reads the error.
+        stop_real_node(env.home)
+        raise
+
+
+def _start(env: NodeEnvironment, paths: NodePaths, layout: _NodeLayout) -> None:
     started = time.monotonic()
     started_wall = time.time()
     paths.root.mkdir(parents=True, exist_ok=True)
@@ -526,3 +535,9 @@ def stop_real_node(home: Path) -> None:
     shutil.rmtree(paths.cni_data_dir, ignore_errors=True)
     shutil.rmtree(paths.containerd_state, ignore_errors=True)
     shutil.rmtree(paths.socket_dir, ignore_errors=True)
+
+
+def real_node_pids(home: Path) -> dict[str, int | None]:
+    """The running pid of containerd and the kubelet of ``home`` (None when stopped), for status."""
+    layout = _layout(home)
+    return {name: pid_of(layout, name) for name in ("containerd", "kubelet")}

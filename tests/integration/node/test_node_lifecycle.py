@@ -15,7 +15,7 @@ import pytest
 from leoflow.dev.binaries import ensure_binaries
 from leoflow.dev.containerd import NodePaths
 from leoflow.dev.images import BASE_IMAGE
-from leoflow.dev.node import NodeEnvironment, start_real_node, stop_real_node
+from leoflow.dev.node import NodeEnvironment, NodeError, real_node_pids, start_real_node, stop_real_node
 from leoflow.dev.pki import Pki
 from leoflow.dev.testing import ClusterHandle
 
@@ -111,3 +111,37 @@ def test_second_start_is_a_no_op_and_stop_removes_processes_mounts_cgroups_and_b
     assert str(paths.root) not in Path("/proc/self/mountinfo").read_text()
     assert not Path(f"/sys/class/net/{paths.bridge}").exists()
     assert not list(Path("/sys/fs/cgroup").glob(f"*/{paths.cgroup_root.lstrip('/')}"))
+
+
+def test_a_kubelet_that_fails_to_start_is_reported_with_its_error_line_and_cleaned_up(
+    cluster: ClusterHandle, short_home: Path
+) -> None:
+    # A kubelet binary that fails the way a misconfigured one does; containerd is the real one.
+    bin_dir = short_home / "bin"
+    bin_dir.mkdir()
+    broken = bin_dir / "kubelet"
+    broken.write_text(
+        "#!/bin/sh\n"
+        "echo 'I1124 00:00:00.000000 1 server.go:1] \"starting\"'\n"
+        "echo 'E1124 00:00:00.000001 1 run.go:72] \"command failed\" "
+        "err=\"failed to run Kubelet: broken on purpose\"'\n"
+        "exit 1\n"
+    )
+    broken.chmod(0o755)
+    pki = Pki(cluster.home / "pki")
+    env = NodeEnvironment(
+        home=short_home,
+        bin_dir=bin_dir,
+        kubeconfig=cluster.kubeconfig,
+        apiserver_url=cluster.state.apiserver_url,
+        ca_cert=pki.ca_cert,
+        ca_key=pki.ca_key,
+        node_name="leoflow-node-broken",
+        log_dir=short_home / "logs",
+    )
+    with pytest.raises(NodeError, match="broken on purpose") as failure:
+        start_real_node(env)
+    assert "kubelet exited during start-up" in str(failure.value)
+    assert "starting" not in str(failure.value)
+    assert real_node_pids(short_home) == {"containerd": None, "kubelet": None}
+    assert _processes_mentioning(str(NodePaths(short_home).root)) == []

@@ -6,9 +6,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from leoflow.dev import images
 from leoflow.dev.containerd import NodePaths, cni_config, containerd_config, write_config
-from leoflow.dev.node import NodeEnvironment, kubelet_config
+from leoflow.dev.node import NodeEnvironment, NodeError, kubelet_config, start_real_node
 
 
 def _env(home: Path) -> NodeEnvironment:
@@ -89,3 +91,10 @@ def test_kubelet_serves_on_the_node_address_with_ca_auth_and_never_evicts(tmp_pa
     assert config["staticPodPath"] == ""
     eviction: dict[str, str] = config["evictionHard"]  # type: ignore[assignment]
     assert all(v in ("0%", "1Mi") for v in eviction.values())
+
+
+def test_a_home_too_deep_for_unix_sockets_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 80)
+    with pytest.raises(NodeError, match="too deep for the kubelet's unix sockets"):
+        start_real_node(_env(deep))
+    assert not deep.exists()
