@@ -20,7 +20,8 @@ class PodObserved:
     """The classified status of one attempt's pod, from the pod informer (or a live GET).
 
     ``deleting``: the pod already has a deletionTimestamp (so the planner does not ask again).
-    ``outputs``: outputs recovered from the termination message when the agent could not report.
+    ``outputs``/``outputs_error``: what the agent's termination message says about outputs, for
+    when its ``Finished`` report never arrived.
     """
 
     task: int
@@ -30,6 +31,7 @@ class PodObserved:
     status: PodObservation
     deleting: bool = False
     outputs: Mapping[str, str] = field(default_factory=dict)
+    outputs_error: str = ""
 
 
 @dataclass(frozen=True)

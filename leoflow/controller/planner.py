@@ -265,7 +265,9 @@ class _Work:
             return
         if status.deadline is not None:
             self.timers.append(status.deadline)
-        if status.phase is PodPhase.SUCCEEDED:
+        if status.phase is PodPhase.SUCCEEDED and obs.outputs_error:
+            self._final_failure(unit, OUTPUTS_ERROR, obs.outputs_error, 0)
+        elif status.phase is PodPhase.SUCCEEDED:
             self._succeeded(unit, dict(obs.outputs), exit_code=0)
             if self.settings.delete_succeeded_pods and not obs.deleting:
                 self.deletes.append(DeletePod(obs.pod, "task succeeded"))
