@@ -95,14 +95,13 @@ def rotate(
     reasons: list[str] = []
     ca = state.ca
     previous = list(state.previous_cas)
-    if ca is None:
-        reasons.append("no CA")
-    elif renewal_due(ca.cert, now=now, fraction=policy.renew_fraction):
-        reasons.append("CA due for renewal")
-        previous.append(ca.cert_pem)
-    if reasons:
+    if ca is None or renewal_due(ca.cert, now=now, fraction=policy.renew_fraction):
+        if ca is None:
+            reasons.append("no CA")
+        else:
+            reasons.append("CA due for renewal")
+            previous.append(ca.cert_pem)
         ca = authority.new_ca(common_name=CA_COMMON_NAME, now=now, validity=policy.ca_validity)
-    assert ca is not None
     serving = state.serving
     problem = _serving_problem(
         CertState(ca, serving), dns_names=dns_names, ip_addresses=ip_addresses, now=now, policy=policy

@@ -4,6 +4,9 @@ import base64
 import datetime
 
 import pytest
+from cryptography import x509
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from leoflow.certs import authority, rotation
 
@@ -106,3 +109,25 @@ def test_ca_bundle_patch_touches_only_entries_that_differ() -> None:
 def test_policy_rejects_a_renewal_fraction_outside_zero_and_one() -> None:
     with pytest.raises(ValueError, match="renew_fraction"):
         rotation.RotationPolicy(renew_fraction=1.5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=150), min_size=1, max_size=6))
+def test_bundle_always_trusts_the_certificate_served_before_and_after_each_round(gaps: list[int]) -> None:
+    now = T0
+    state = rotate(rotation.CertState(), now).state
+    for gap in gaps:
+        now += gap * DAY
+        before = state
+        state = rotate(before, now).state
+        assert state.ca is not None and state.serving is not None and before.serving is not None
+        trusted = [
+            x509.load_pem_x509_certificate(pem) for pem in rotation._split_pems(rotation.ca_bundle(state))
+        ]
+        # Replicas still serving the old certificate (while it is valid at all) and those serving
+        # the new one are both trusted.
+        old_still_valid = now < before.serving.cert.not_valid_after_utc
+        if old_still_valid and now < state.ca.cert.not_valid_before_utc + POLICY.overlap:
+            assert any(authority.signed_by(before.serving.cert, ca) for ca in trusted)
+        assert any(authority.signed_by(state.serving.cert, ca) for ca in trusted)
+        assert not rotation.renewal_due(state.serving.cert, now=now, fraction=POLICY.renew_fraction)
