@@ -63,7 +63,8 @@ def _validate(args: argparse.Namespace) -> int:
     dag = _load(args.file)
     if dag is None:
         return EXIT_USAGE
-    print(f"{args.file}: DAG '{dag.name}' is valid: {len(dag.spec.tasks)} tasks, definition {dag.spec.definitionHash}")
+    tasks, digest = len(dag.spec.tasks), dag.spec.definitionHash
+    print(f"{args.file}: DAG '{dag.name}' is valid: {tasks} tasks, definition {digest}")
     return EXIT_OK
 
 

@@ -57,7 +57,8 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         return _nullable_if(node, out)
     if node.get("x-quantity-map"):
         quantity = {
-            "anyOf": [{"type": "integer"}, {"type": "string", "pattern": QUANTITY.pattern}],
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY.pattern,
             "x-kubernetes-int-or-string": True,
         }
         return {"type": "object", "additionalProperties": quantity}

@@ -4,29 +4,14 @@ from __future__ import annotations
 
 import itertools
 import json
-from typing import Any
 
 import pytest
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leoflow.spec.compiler import compile_text
 from leoflow.spec.problems import CompileError
-
-Edges = dict[str, list[str]]
-
-
-@st.composite
-def acyclic_graphs(draw: st.DrawFn, max_tasks: int = 25) -> Edges:
-    count = draw(st.integers(min_value=1, max_value=max_tasks))
-    names = [f"t{i}" for i in range(count)]
-    edges = {
-        name: sorted(draw(st.sets(st.sampled_from(names[:i]), max_size=4))) if i else []
-        for i, name in enumerate(names)
-    }
-    order = draw(st.permutations(names))
-    return {name: edges[name] for name in order}
+from tests.unit.spec.dagfiles import Edges, acyclic_graphs, dag_file
 
 
 @st.composite
@@ -35,16 +20,6 @@ def graphs(draw: st.DrawFn) -> Edges:
     count = draw(st.integers(min_value=1, max_value=12))
     names = [f"t{i}" for i in range(count)]
     return {name: sorted(draw(st.sets(st.sampled_from(names), max_size=3))) for name in names}
-
-
-def _file(edges: Edges) -> str:
-    tasks: dict[str, Any] = {}
-    for name, after in edges.items():
-        task: dict[str, Any] = {"command": ["run", name]}
-        if after:
-            task["after"] = after
-        tasks[name] = task
-    return yaml.safe_dump({"dag": "random", "image": "img:1", "tasks": tasks}, sort_keys=False)
 
 
 def _reach(edges: Edges) -> dict[str, set[str]]:
@@ -70,7 +45,7 @@ def _cyclic_components(edges: Edges) -> set[frozenset[str]]:
 @settings(max_examples=150, deadline=None)
 @given(acyclic_graphs())
 def test_every_acyclic_graph_compiles_with_consistent_indices(edges: Edges) -> None:
-    spec = compile_text(_file(edges)).spec
+    spec = compile_text(dag_file(edges)).spec
     index = spec.task_index()
     assert set(index) == set(edges)
     for i, task in enumerate(spec.tasks):
@@ -84,7 +59,7 @@ def test_every_acyclic_graph_compiles_with_consistent_indices(edges: Edges) -> N
 @settings(max_examples=100, deadline=None)
 @given(acyclic_graphs())
 def test_compiling_is_deterministic(edges: Edges) -> None:
-    text = _file(edges)
+    text = dag_file(edges)
     first, second = compile_text(text).resource(), compile_text(text).resource()
     assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
 
@@ -94,10 +69,10 @@ def test_compiling_is_deterministic(edges: Edges) -> None:
 def test_every_cycle_is_found_and_each_reported_cycle_is_real(edges: Edges) -> None:
     expected = _cyclic_components(edges)
     if not expected:
-        compile_text(_file(edges))
+        compile_text(dag_file(edges))
         return
     with pytest.raises(CompileError) as caught:
-        compile_text(_file(edges))
+        compile_text(dag_file(edges))
     cycles = [p.message.removeprefix("cycle: ").split(" -> ") for p in caught.value.problems]
     assert all(p.message.startswith("cycle: ") for p in caught.value.problems)
     covered = [next(comp for comp in expected if set(cycle) <= comp) for cycle in cycles]
