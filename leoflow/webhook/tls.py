@@ -1,7 +1,8 @@
 """The serving certificate, reloaded when its files change without dropping connections.
 
 Mounted Secrets change by an atomic symlink swap and send no reliable filesystem event, so the
-files are polled (kopf does the same). A change is first loaded into a scratch context: a
+files are polled, by a digest of their content as kopf does (a timestamp can miss a rewrite
+within one clock tick). A change is first loaded into a scratch context: a
 half-written pair (new certificate, old key) fails there and is retried on the next check, and
 never reaches the live context. The live ``SSLContext`` is then updated in place with
 ``load_cert_chain``; every new handshake uses the new pair, open connections keep theirs.
@@ -10,16 +11,13 @@ never reaches the live context. The live ``SSLContext`` is then updated in place
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-import os
 import ssl
 from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
-
-Stamp = tuple[tuple[int, int, int], ...]
-
 
 def _server_context() -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -40,12 +38,12 @@ class ReloadingCertificate:
         self._stamp = self._current_stamp()
         self.context.load_cert_chain(cert_file, key_file)
 
-    def _current_stamp(self) -> Stamp:
-        def one(path: Path) -> tuple[int, int, int]:
-            info = os.stat(path)
-            return (info.st_mtime_ns, info.st_size, info.st_ino)
-
-        return (one(self.cert_file), one(self.key_file))
+    def _current_stamp(self) -> bytes:
+        digest = hashlib.sha256()
+        for path in (self.cert_file, self.key_file):
+            digest.update(path.read_bytes())
+            digest.update(b"\0")
+        return digest.digest()
 
     def reload_if_changed(self) -> bool:
         """Loads the files again if they changed and form a valid pair; True when it did."""
