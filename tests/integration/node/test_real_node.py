@@ -3,9 +3,11 @@ graceful deletion and termination messages all come from the kubelet and runc, n
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -282,3 +284,58 @@ def test_agent_image_installs_the_agent_into_a_shared_volume(
     pod = wait_pod(cluster, namespace, "agent", done=finished, what="finished")
     assert pod["status"]["phase"] == "Succeeded", json.dumps(pod["status"], indent=1)
     assert cluster.kubectl("logs", "agent", "-n", namespace).stdout == "installed\n"
+
+
+@pytest.fixture
+def host_server() -> Iterator[Callable[[str], int]]:
+    """Starts tiny HTTP servers on the host (the test process) at a given address; returns the port."""
+    servers: list[http.server.HTTPServer] = []
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"hello from the host\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    def serve(address: str) -> int:
+        server = http.server.HTTPServer((address, 0), Hello)
+        servers.append(server)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return int(server.server_address[1])
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_host_network_pod_reaches_a_server_on_the_host_loopback(
+    cluster: ClusterHandle, namespace: str, real_node: str, host_server: Callable[[str], int]
+) -> None:
+    port = host_server("127.0.0.1")
+    fetch = container(f"timeout 20 wget -q -O - http://127.0.0.1:{port}/")
+    create(cluster, namespace, pod_manifest("hostnet", [fetch], hostNetwork=True))
+    pod = wait_pod(cluster, namespace, "hostnet", done=finished, what="finished")
+    logs = cluster.kubectl("logs", "hostnet", "-n", namespace).stdout
+    assert pod["status"]["phase"] == "Succeeded", logs
+    assert logs == "hello from the host\n"
+
+
+def test_pod_network_pod_reaches_a_host_server_on_the_node_address(
+    cluster: ClusterHandle, namespace: str, real_node: str, host_server: Callable[[str], int]
+) -> None:
+    node = json.loads(cluster.kubectl("get", "node", real_node, "-o", "json").stdout)
+    node_ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+    port = host_server(node_ip)
+    fetch = container(f"timeout 20 wget -q -O - http://{node_ip}:{port}/")
+    create(cluster, namespace, pod_manifest("podnet", [fetch]))
+    pod = wait_pod(cluster, namespace, "podnet", done=finished, what="finished")
+    logs = cluster.kubectl("logs", "podnet", "-n", namespace).stdout
+    assert pod["status"]["phase"] == "Succeeded", logs
+    assert logs == "hello from the host\n"
+    assert pod["status"]["podIP"] != node_ip
