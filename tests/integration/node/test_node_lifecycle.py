@@ -123,8 +123,8 @@ def test_a_kubelet_that_fails_to_start_is_reported_with_its_error_line_and_clean
     broken.write_text(
         "#!/bin/sh\n"
         "echo 'I1124 00:00:00.000000 1 server.go:1] \"starting\"'\n"
-        "echo 'E1124 00:00:00.000001 1 run.go:72] \"command failed\" "
-        "err=\"failed to run Kubelet: broken on purpose\"'\n"
+        'echo \'E1124 00:00:00.000001 1 run.go:72] "command failed" '
+        'err="failed to run Kubelet: broken on purpose"\'\n'
         "exit 1\n"
     )
     broken.chmod(0o755)
