@@ -11,6 +11,7 @@ from typing import Any
 from leoflow.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError
 from leoflow.dev import cluster
 from leoflow.dev.binaries import BinaryError, ensure_binaries
+from leoflow.dev.images_cli import register_image_commands
 
 
 def _home_arg(parser: argparse.ArgumentParser) -> None:
@@ -133,3 +134,4 @@ def register(subparsers: Any) -> None:
     kubeconfig = verbs.add_parser("kubeconfig", help="print the admin kubeconfig path")
     _home_arg(kubeconfig)
     kubeconfig.set_defaults(handler=_kubeconfig)
+    register_image_commands(verbs)
