@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 from typing import Any
 
 import pytest
 from kubernetes_asyncio import client
 
 from leoflow.controller.kube.informer import EventType, Informer, InformerOptions
-from leoflow.controller.kube.transport import CONFIGMAPS, PODS, KubeObject, Transport
+from leoflow.controller.kube.transport import CONFIGMAPS, PODS, KubeObject, ResourceRef, Transport
 from leoflow.dev import kwok
 
 pytestmark = pytest.mark.cluster
@@ -226,4 +228,85 @@ async def test_resync_replays_every_cached_object(kube: Any, namespace: str, eve
         await eventually(
             lambda: {name for kind, name, _ in seen if kind is EventType.RESYNC} == {"x", "y"},
             "a resync of both objects",
+        )
+
+
+def widget_crd(group: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                    },
+                }
+            ],
+        },
+    }
+
+
+async def test_real_410_after_an_outage_spanning_a_resource_reinstall_relists_and_diffs(
+    cluster: Any, kube: Any, *, proxied_kube: Any, api_proxy: Any, namespace: str, eventually: Any
+) -> None:
+    """A reinstalled CRD gets a fresh watch cache that starts after our resume point, so the API
+    server answers the informer's resumed watch with a genuine 410 Expired."""
+    group = f"t{uuid.uuid4().hex[:8]}.test.leoflow.io"
+    crd = widget_crd(group)
+
+    def install() -> None:
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(crd))
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/widgets.{group}", "--timeout=60s")
+
+    custom = client.CustomObjectsApi(kube)
+
+    async def put(name: str, value: str) -> None:
+        body = {
+            "apiVersion": f"{group}/v1",
+            "kind": "Widget",
+            "metadata": {"name": name},
+            "data": {"v": value},
+        }
+        await custom.create_namespaced_custom_object(group, "v1", namespace, "widgets", body)
+
+    install()
+    try:
+        await put("a", "1")
+        await put("b", "1")
+        seen: Seen = []
+        options = InformerOptions(backoff_initial=0.05, backoff_max=0.5, resync_period=None)
+        informer = Informer(
+            Transport(proxied_kube), ResourceRef(group, "v1", "widgets"), namespace=namespace, options=options
+        )
+        informer.add_handler(recorder(seen))
+        async with informer:
+            await asyncio.wait_for(informer.wait_synced(), 30)
+            seen.clear()
+            api_proxy.refusing = True
+            api_proxy.cut()
+            cluster.kubectl("delete", "crd", f"widgets.{group}", "--wait=true", "--timeout=60s")
+            install()
+            await put("a", "2")
+            await put("c", "1")
+            api_proxy.refusing = False
+
+            await eventually(lambda: informer.stats.expired >= 1, "a 410 from the API server")
+            await eventually(lambda: len(seen) >= 3, "the relist's synthetic events")
+            assert set(seen) == {
+                (EventType.MODIFIED, "a", "2"),
+                (EventType.DELETED, "b", None),
+                (EventType.ADDED, "c", "1"),
+            }
+            assert len(seen) == 3
+    finally:
+        cluster.kubectl(
+            "delete", "crd", f"widgets.{group}", "--wait=false", "--ignore-not-found", check=False
         )
