@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -111,4 +112,7 @@ async def keep_certificates(
                 "certificate sync failed",
                 extra={"status": err.status, "reason": err.reason, "retry_in": retry_interval},
             )
+        except (aiohttp.ClientError, TimeoutError) as err:
+            delay = retry_interval
+            log.warning("API server unreachable", extra={"error": repr(err), "retry_in": retry_interval})
         await asyncio.sleep(delay)

@@ -1,14 +1,19 @@
-"""``leoflow certs generate``: a CA and a webhook serving certificate for a manifest install."""
+"""``leoflow certs generate`` (files for a manifest install) and ``leoflow certs keep`` (the
+in-cluster rotation loop: one Secret, our MutatingWebhookConfiguration's ``caBundle``)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import ipaddress
+import os
 from pathlib import Path
 from typing import Any
 
-from leoflow.certs import authority, rotation
+from kubernetes_asyncio import client, config
+
+from leoflow.certs import authority, rotation, syncing
 from leoflow.cli import EXIT_OK, EXIT_USAGE, CommandError
 
 FILES = ("ca.crt", "ca.key", "tls.crt", "tls.key")
@@ -33,6 +38,30 @@ def register(subparsers: Any) -> None:
     generate.add_argument("--ca-days", type=int, default=3650, help="CA lifetime (default 3650)")
     generate.add_argument("--force", action="store_true", help="overwrite existing files")
     generate.set_defaults(handler=run_generate)
+
+    keep = actions.add_parser(
+        "keep",
+        help="keep the webhook's Secret and caBundle rotated (run exactly one, e.g. in the leader)",
+        description="Every --interval seconds: issue or renew the CA and serving certificate in the Secret, "
+        "and put the CA (plus the previous one during an overlap) into every caBundle of the "
+        "MutatingWebhookConfiguration. Uses the in-cluster service account, else --kubeconfig/KUBECONFIG.",
+    )
+    keep.add_argument("--namespace", required=True, help="namespace of the Secret and the webhook Service")
+    keep.add_argument("--service", required=True, help="the webhook Service's name")
+    keep.add_argument(
+        "--secret", default="leoflow-webhook-tls", help="Secret name (default leoflow-webhook-tls)"
+    )
+    keep.add_argument(
+        "--webhook-configuration",
+        default="leoflow-agent-injector",
+        help="MutatingWebhookConfiguration name (default leoflow-agent-injector)",
+    )
+    keep.add_argument("--ip", action="append", default=[], help="an IP SAN (repeatable)")
+    keep.add_argument("--interval", type=float, default=300.0, help="seconds between rounds (default 300)")
+    keep.add_argument(
+        "--kubeconfig", default=os.environ.get("KUBECONFIG"), help="outside a cluster [KUBECONFIG]"
+    )
+    keep.set_defaults(handler=run_keep)
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -75,4 +104,36 @@ def run_generate(args: argparse.Namespace) -> int:
         path.write_bytes(content)
         path.chmod(mode)
     print(f"wrote {', '.join(FILES)} to {args.out} for {', '.join((*dns_names, *ips))}")
+    return EXIT_OK
+
+
+async def _keep(args: argparse.Namespace, target: syncing.Target) -> None:
+    if args.kubeconfig:
+        api = await config.new_client_from_config(config_file=args.kubeconfig)
+    else:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        api = client.ApiClient()
+    async with api:
+        await syncing.keep_certificates(api, target, policy=rotation.RotationPolicy(), interval=args.interval)
+
+
+def run_keep(args: argparse.Namespace) -> int:
+    for ip in args.ip:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise CommandError(f"--ip {ip!r} is not an IP address", EXIT_USAGE) from None
+    if args.interval <= 0:
+        raise CommandError("--interval must be positive", EXIT_USAGE)
+    target = syncing.Target(
+        namespace=args.namespace,
+        secret_name=args.secret,
+        webhook_configuration=args.webhook_configuration,
+        dns_names=authority.service_dns_names(args.service, args.namespace),
+        ip_addresses=tuple(args.ip),
+    )
+    try:
+        asyncio.run(_keep(args, target))
+    except config.ConfigException as err:
+        raise CommandError(f"no Kubernetes credentials: {err}") from None
     return EXIT_OK

@@ -6,6 +6,9 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import subprocess
+import sys
+import time
 import uuid
 from typing import Any
 
@@ -69,4 +72,35 @@ async def test_sync_creates_secret_patches_ca_bundle_and_repairs_drift(
         assert first.state.ca is not None and rotated.state.ca is not None
         assert stored_bundle() == first.state.ca.cert_pem + rotated.state.ca.cert_pem
     finally:
+        cluster.kubectl("delete", "mutatingwebhookconfiguration", name, "--ignore-not-found", check=False)
+
+
+def test_certs_keep_command_fills_secret_and_ca_bundle(cluster: ClusterHandle, namespace: str) -> None:
+    name = f"leoflow-test-keep-{uuid.uuid4().hex[:8]}"
+    configuration = webhook_configuration(name, "https://127.0.0.1:1/mutate-pods", b"")
+    configuration["webhooks"][0]["objectSelector"] = {"matchLabels": {"leoflow.io/never": name}}
+    cluster.kubectl("create", "-f", "-", input=json.dumps(configuration))
+    keep = subprocess.Popen(
+        [sys.executable, "-m", "leoflow", "certs", "keep", "--namespace", namespace, "--service", "wh",
+         "--webhook-configuration", name, "--kubeconfig", str(cluster.kubeconfig), "--interval", "1"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            secret = cluster.kubectl(
+                "get", "secret", "leoflow-webhook-tls", "-n", namespace, "-o", "json", check=False
+            )
+            if secret.returncode == 0:
+                break
+            assert keep.poll() is None, keep.stderr.read() if keep.stderr else ""
+            assert time.monotonic() < deadline, "leoflow certs keep wrote no Secret"
+            time.sleep(0.2)
+        state = rotation.state_from_secret_data(json.loads(secret.stdout)["data"])
+        mwc = json.loads(cluster.kubectl("get", "mutatingwebhookconfiguration", name, "-o", "json").stdout)
+        assert base64.b64decode(mwc["webhooks"][0]["clientConfig"]["caBundle"]) == rotation.ca_bundle(state)
+    finally:
+        keep.terminate()
+        keep.wait(10)
         cluster.kubectl("delete", "mutatingwebhookconfiguration", name, "--ignore-not-found", check=False)

@@ -60,3 +60,8 @@ def test_generate_rejects_a_bad_ip_with_usage_exit(
     ]
     assert main(argv) == 2
     assert "--ip 'nope' is not an IP address" in capsys.readouterr().err
+
+
+def test_keep_rejects_a_bad_ip_before_touching_the_cluster(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["certs", "keep", "--namespace", "ns", "--service", "wh", "--ip", "x"]) == 2
+    assert "--ip 'x' is not an IP address" in capsys.readouterr().err
