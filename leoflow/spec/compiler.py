@@ -56,6 +56,10 @@ def compile_path(path: FsPath) -> CompiledDag:
             data = stream.read(MAX_FILE_BYTES + 1)
     except OSError as err:
         raise CompileError([Problem(name, Mark(1, 1), "", f"cannot read the file: {err.strerror}")]) from err
+    if len(data) > MAX_FILE_BYTES:
+        size = path.stat().st_size
+        message = f"file is {size} bytes; the limit is {MAX_FILE_BYTES} bytes"
+        raise CompileError([Problem(name, Mark(1, 1), "", message)])
     return compile_text(data, name)
 
 

@@ -131,6 +131,12 @@ def _fields_at(model: type[BaseModel], path: Path) -> list[str]:
     return []
 
 
+def _quote_hint(kind: str, value: object) -> str:
+    if kind == "string_type" and isinstance(value, bool | int | float):
+        return " (quote it: YAML reads yes, no, on, off, true and numbers as non-strings)"
+    return ""
+
+
 def _message(err: Any, model: type[BaseModel], path: Path, value: Any) -> str:
     kind = err["type"]
     msg = str(err["msg"])
@@ -146,7 +152,7 @@ def _message(err: Any, model: type[BaseModel], path: Path, value: Any) -> str:
     if kind == "literal_error":
         return f"{value!r} is not allowed: {msg[0].lower()}{msg[1:]}"
     if kind.endswith("_type") or kind in ("bool_parsing", "int_from_float"):
-        return f"wrong type: {msg[0].lower()}{msg[1:]}, got {_describe(value)}"
+        return f"wrong type: {msg[0].lower()}{msg[1:]}, got {_describe(value)}{_quote_hint(kind, value)}"
     return f"{msg[0].lower()}{msg[1:]}"
 
 
@@ -187,7 +193,9 @@ def problems_from(doc: Document, model: type[BaseModel], error: ValidationError)
             continue
         members = errs[0][3]
         expected = " or ".join(dict.fromkeys(_member_name(m) for m in members))
-        problems.append(doc.problem(union_path, f"wrong type: expected {expected}, got {_describe(value)}"))
+        hint = _quote_hint("string_type", value) if "a string" in expected else ""
+        message = f"wrong type: expected {expected}, got {_describe(value)}{hint}"
+        problems.append(doc.problem(union_path, message))
     return problems
 
 

@@ -234,3 +234,9 @@ tasks:
     assert lines == sorted(lines)
     assert len(found) == 6
     assert {p.path for p in found} >= {"dag", "schedule.cron", "schedule.timezone", "tasks.b.after[0]"}
+
+
+def test_yaml_boolean_where_a_string_is_meant_suggests_quoting() -> None:
+    p = only_problem(HEAD + "tasks:\n  a:\n    command: [x]\n    env: {DEBUG: yes}\n")
+    assert p.path == "tasks.a.env.DEBUG"
+    assert "got a boolean (quote it" in p.message

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from leoflow.spec.compiler import compile_text
+from leoflow.spec.compiler import compile_path, compile_text
 from leoflow.spec.fields import MAX_FILE_BYTES, MAX_NESTING, MAX_YAML_NODES
 from leoflow.spec.problems import CompileError
 from leoflow.spec.source import load
@@ -64,3 +66,15 @@ def test_anchors_and_merge_keys_work_within_limits() -> None:
 def test_timestamps_stay_text() -> None:
     doc = load("day: 2024-01-01\nflag: yes\nn: 3\n", "f.yaml")
     assert doc.data == {"day": "2024-01-01", "flag": True, "n": 3}
+
+
+def test_oversized_file_on_disk_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    path = tmp_path / "leoflow.yaml"
+    with path.open("wb") as stream:
+        stream.truncate(100 * 1024 * 1024)
+    with pytest.raises(CompileError) as caught:
+        compile_path(path)
+    assert (
+        caught.value.problems[0].message
+        == f"file is {100 * 1024 * 1024} bytes; the limit is {MAX_FILE_BYTES} bytes"
+    )
