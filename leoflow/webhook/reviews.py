@@ -66,9 +66,13 @@ def _field(obj: dict[str, Any], name: str, kind: type, where: str, *, required: 
     return value
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def parse(body: bytes) -> Request:
     try:
-        review = json.loads(body)
+        review = json.loads(body, parse_constant=_no_constants)
     except (ValueError, RecursionError) as err:
         raise MalformedReview(f"body is not JSON: {err}") from None
     if not isinstance(review, dict):
