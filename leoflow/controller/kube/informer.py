@@ -33,11 +33,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from prometheus_client import Counter, Gauge
 
 from leoflow.controller.kube.errors import ApiError, connection_error, error_from_status_object
 from leoflow.controller.kube.transport import KubeObject, ResourceRef, Transport
 
 log = logging.getLogger(__name__)
+
+WATCH_RESTARTS = Counter(
+    "leoflow_informer_watch_restarts",
+    "Watches that ended, by informer and cause (closed, expired, watchdog, error)",
+    ["informer", "cause"],
+)
+RELISTS = Counter("leoflow_informer_relists", "Full LISTs, by informer", ["informer"])
+LAST_EVENT = Gauge(
+    "leoflow_informer_last_event_timestamp_seconds",
+    "Wall-clock time of the last watch event or bookmark, by informer (alert on its age)",
+    ["informer"],
+)
 
 
 class EventType(enum.Enum):
@@ -117,6 +130,7 @@ class Informer:
         self._tasks: list[asyncio.Task[None]] = []
         self._watch_task: asyncio.Task[None] | None = None
         self.stats = InformerStats()
+        self._last_event_gauge = LAST_EVENT.labels(self.name)
 
     @property
     def name(self) -> str:
@@ -186,22 +200,29 @@ class Informer:
                 if self._resource_version is None:
                     await self._relist()
                 await self._watch_guarded()
+                WATCH_RESTARTS.labels(self.name, "closed").inc()
                 backoff = self._options.backoff_initial
                 continue
             except ApiError as error:
                 self.stats.errors += 1
                 if error.gone:
                     self.stats.expired += 1
+                    WATCH_RESTARTS.labels(self.name, "expired").inc()
                     log.info(
                         "watch expired, relisting",
                         extra={"informer": self.name, "message": error.message},
                     )
                     self._resource_version = None
                     continue
+                WATCH_RESTARTS.labels(self.name, "error").inc()
                 log.warning(
                     "list/watch failed, retrying",
                     extra={"informer": self.name, "code": error.code, "error": error.message},
                 )
+            except Exception:
+                # A bug or a mangled response must not silently end the informer: log and go on.
+                self.stats.errors += 1
+                log.exception("informer loop failed, retrying", extra={"informer": self.name})
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, self._options.backoff_max)
 
@@ -245,6 +266,7 @@ class Informer:
                 list_version = str(meta.get("resourceVersion") or "")
                 break
         self.stats.relists += 1
+        RELISTS.labels(self.name).inc()
         previous, self._cache = self._cache, fresh
         self._resource_version = list_version
         self._synced.set()
@@ -301,12 +323,18 @@ class Informer:
                 if not line:
                     return
                 if line.strip():
-                    self._apply(json.loads(line))
+                    try:
+                        event = json.loads(line)
+                    except ValueError as exc:
+                        # A line cut short by a dying connection: resume from the last good event.
+                        raise connection_error("watch", exc) from exc
+                    self._apply(event)
         finally:
             response.close()
 
     def _watchdog_fired(self) -> None:
         self.stats.watchdog_restarts += 1
+        WATCH_RESTARTS.labels(self.name, "watchdog").inc()
         log.warning(
             "watch silent, reconnecting",
             extra={"informer": self.name, "silent_seconds": self._options.silence_timeout},
@@ -314,6 +342,7 @@ class Informer:
 
     def _apply(self, event: dict[str, Any]) -> None:
         self.stats.last_event_monotonic = time.monotonic()
+        self._last_event_gauge.set(time.time())
         kind = event.get("type")
         obj = event.get("object")
         if not isinstance(obj, dict):

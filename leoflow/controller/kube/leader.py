@@ -116,6 +116,10 @@ class LeaderElector:
                     renewed = await self._try_acquire_or_renew()
             except TimeoutError:
                 renewed = False
+            except Exception:
+                # Never let a surprise end the campaign: failing to renew is the safe outcome.
+                log.exception("lease renewal failed", extra={"lease": config.name})
+                renewed = False
             now = time.monotonic()
             if renewed:
                 self._last_renew = now

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs
 
 import pytest
 from aiohttp import web
+from prometheus_client import REGISTRY
 
 from leoflow.controller.kube.informer import EventType, Informer, InformerOptions
 from leoflow.controller.kube.transport import CONFIGMAPS, KubeObject, Transport
@@ -43,7 +44,8 @@ class Script:
         response = web.StreamResponse()
         await response.prepare(request)
         for line in script:
-            await response.write(json.dumps(line).encode() + b"\n")
+            # "cut" stands for half a JSON line, as a connection dying mid-event leaves it.
+            await response.write(b'{"type": "MODIF\n' if line == "cut" else json.dumps(line).encode() + b"\n")
         if self.hang or not script:
             await asyncio.sleep(3600)
         return response
@@ -112,3 +114,24 @@ async def test_bookmark_moves_the_resume_point_without_a_relist(fake_api: Any) -
     assert "timeoutSeconds" in first
     assert second["resourceVersion"] == ["15"]
     assert informer.stats.relists == 1
+
+
+async def test_a_line_cut_short_resumes_from_the_last_good_event(fake_api: Any) -> None:
+    good = {"type": "ADDED", "object": cm("b", "11")}
+    script = Script(lists=[("10", [cm("a", "1")])], watches=[[good, "cut"]], hang=False)
+    fake_api.on("GET", "/api/v1/namespaces/cut-short/configmaps", script)
+    seen: list[tuple[EventType, str]] = []
+    informer = Informer(
+        Transport(fake_api.client),
+        CONFIGMAPS,
+        namespace="cut-short",
+        options=InformerOptions(resync_period=None, backoff_initial=0.01),
+    )
+    informer.add_handler(recorder(seen))
+    async with informer:
+        await until(lambda: len(script.watch_queries) == 2)
+    assert seen == [(EventType.ADDED, "a"), (EventType.ADDED, "b")]
+    assert script.watch_queries[1]["resourceVersion"] == ["11"]
+    assert informer.stats.errors == 1 and informer.stats.relists == 1
+    labels = {"informer": informer.name, "cause": "error"}
+    assert REGISTRY.get_sample_value("leoflow_informer_watch_restarts_total", labels) == 1
