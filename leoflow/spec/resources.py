@@ -46,9 +46,9 @@ from __future__ import annotations
 import hashlib
 import json
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, model_validator
 
 from leoflow.spec.fields import MAX_TASK_NAME, Quantity
 from leoflow.spec.model import (
@@ -64,6 +64,11 @@ from leoflow.spec.model import (
 GROUP = "leoflow.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
+
+
+def _whole_as_int(value: float) -> float:
+    """``3.0`` as ``3``: the API server stores JSON numbers that way, and the hash must not change."""
+    return int(value) if value.is_integer() else value
 
 
 class ResourceModel(BaseModel):
@@ -116,7 +121,11 @@ class Profile(ResourceModel):
     serviceAccountName: str | None = None
     retries: int = 0
     retryDelaySeconds: int = 30
-    retryBackoff: float = 2.0
+    retryBackoff: Annotated[
+        float,
+        PlainSerializer(_whole_as_int, return_type=Any, when_used="json"),
+        WithJsonSchema({"type": "number"}, mode="serialization"),
+    ] = 2.0
     maxRetryDelaySeconds: int = 600
     timeoutSeconds: int | None = None
 

@@ -195,3 +195,10 @@ def test_a_spec_whose_upstreams_are_not_earlier_is_refused_on_load() -> None:
 def test_compiled_data_is_the_dump_of_the_spec() -> None:
     dag = compile_path(EXAMPLE)
     assert res.dump(dag.spec) == dag.data
+
+
+def test_whole_number_backoff_hashes_the_same_after_the_api_server_rewrites_it() -> None:
+    dag = compile_text(EXAMPLE.read_text().replace("retryBackoff: 2.0", "retryBackoff: 3.0"))
+    assert dag.data["profiles"][0]["retryBackoff"] == 3
+    assert json.dumps(dag.data["profiles"][0]["retryBackoff"]) == "3"
+    assert res.definition_hash(json.loads(json.dumps(dag.data))) == dag.spec.definitionHash
