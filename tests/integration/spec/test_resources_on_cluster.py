@@ -39,7 +39,7 @@ params:
 defaults:
   retries: 2
   retryDelay: 45s
-  retryBackoff: 1.5
+  retryBackoff: 3.0  # whole number: the API server returns 3, the hash must not change
   maxRetryDelay: 10m
   timeout: 1h
   resources: {cpu: 500m, memory: 512Mi, ephemeralStorage: 1Gi, limits: {cpu: 2}}
