@@ -257,8 +257,13 @@ class Informer:
             page = await self._transport.request(
                 "GET", self._resource.path(self._namespace), query=query, verb="list"
             )
+            # List items carry no kind/apiVersion; watch events do. Give every cached object both.
+            kind = str(page.get("kind") or "").removesuffix("List")
+            api_version = page.get("apiVersion") or ""
             for item in page.get("items") or []:
                 if isinstance(item, dict):
+                    item.setdefault("kind", kind)
+                    item.setdefault("apiVersion", api_version)
                     fresh[object_key(item)] = _slim(item)
             meta = page.get("metadata") or {}
             token = str(meta.get("continue") or "")

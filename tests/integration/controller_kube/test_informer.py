@@ -57,6 +57,11 @@ async def test_informer_lists_existing_objects_then_sees_adds_updates_and_delete
     async with informer:
         await asyncio.wait_for(informer.wait_synced(), 30)
         assert informer.has_synced
+        listed = informer.get(namespace, "b")
+        assert listed is not None
+        assert (listed["kind"], listed["apiVersion"]) == ("ConfigMap", "v1"), (
+            "listed objects look like watched ones"
+        )
         assert set(seen) == {(EventType.ADDED, "a", "1"), (EventType.ADDED, "b", "1")}
         seen.clear()
 
