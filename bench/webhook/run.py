@@ -345,6 +345,8 @@ def main() -> int:
     server_cpu, client_cpu = cpus[0], cpus[-1]
     result: dict[str, Any] = {
         "goal_reviews_per_s": GOAL_REVIEWS_PER_S,
+        # Other work on the machine skews every number here; this says how busy it was.
+        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
         **throughput(args, server_cpu, client_cpu),
     }
     if not args.no_cluster:
