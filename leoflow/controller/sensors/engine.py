@@ -68,7 +68,6 @@ class Waiter:
     __slots__ = (
         "active",
         "attempts",
-        "deadline",
         "detail",
         "errors",
         "key",
@@ -93,12 +92,16 @@ class Waiter:
         self.next_poke_at = state.next_poke_at
         self.attempts = state.attempts
         self.errors = state.errors
-        self.deadline = state.started_at + sensor.timeoutSeconds
         self.detail: object = None
         self.subscription: Subscription | None = None
         self.last = ""
         self.active = True
         self.timer_token = 0
+
+    @property
+    def deadline(self) -> float:
+        """The timeout counts from the first start, across restarts."""
+        return self.started_at + self.sensor.timeoutSeconds
 
     @property
     def wanted(self) -> bool:
