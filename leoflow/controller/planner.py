@@ -209,7 +209,8 @@ class _Work:
                 if code in again:
                     row = self.items[task]
                     self.items[task] = [TaskState.PENDING if c in again else c for c in row]
-                    self.codes[task] = TaskState.RUNNING
+                    # Back through its trigger rule: its upstreams may be retried too.
+                    self.codes[task] = TaskState.PENDING
             elif code in again:
                 self.codes[task] = TaskState.PENDING
                 if detail_key(task, None) in self.details:
@@ -461,11 +462,16 @@ class _Work:
             if code is TaskState.PENDING:
                 upstreams = [self.codes[u] for u in task.upstreams]
                 decision = decide(task.trigger, upstreams)
-                if decision is Decision.UPSTREAM_FAILED:
-                    self.codes[task_index] = TaskState.UPSTREAM_FAILED
-                    continue
-                if decision is Decision.SKIP:
-                    self.codes[task_index] = TaskState.SKIPPED
+                if decision in (Decision.UPSTREAM_FAILED, Decision.SKIP):
+                    final = (
+                        TaskState.UPSTREAM_FAILED
+                        if decision is Decision.UPSTREAM_FAILED
+                        else TaskState.SKIPPED
+                    )
+                    self.codes[task_index] = final
+                    if task_index in self.items:
+                        row = self.items[task_index]
+                        self.items[task_index] = [c if c in TERMINAL_TASK_STATES else final for c in row]
                     continue
                 if decision is Decision.WAIT:
                     continue
@@ -474,10 +480,14 @@ class _Work:
                     self.set_detail((task_index, None), startTime=_iso(self.now))
                     self.creates.append(StartSensor(task_index))
                     continue
-                if task.fanOut is not None and not self._expand(task_index):
-                    continue
+                if task.fanOut is not None:
+                    if task_index in self.items:
+                        self.codes[task_index] = TaskState.RUNNING
+                    elif not self._expand(task_index):
+                        continue
             if task_index in self.items:
-                budget = self._advance_items(task_index, budget)
+                if self.codes[task_index] is TaskState.RUNNING:
+                    budget = self._advance_items(task_index, budget)
             elif self.codes[task_index] in (TaskState.PENDING, TaskState.RETRY_WAIT):
                 budget = self._start(task_index, None, budget)
 

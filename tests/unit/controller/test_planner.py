@@ -432,3 +432,22 @@ def test_agent_oom_evidence_names_the_failure_oomkilled() -> None:
     sim.step()
     sim.step(sim.finished("a", exit_code=137, oom=True))
     assert sim.run.status.tasks["0"].reason == "OOMKilled"
+
+
+def test_run_retry_sends_a_failed_fan_out_back_through_its_trigger_rule() -> None:
+    spec = dag(
+        {"up": [], "each": ["up"]},
+        fan_out={"up": CompiledFanOut(items=["1"]), "each": CompiledFanOut(items=["a", "b"])},
+        triggers={"each": "all_done"},
+    )
+    sim = Sim.start(spec)
+    sim.step()
+    sim.step(sim.finished("up", exit_code=1, item=0))
+    assert sim.creates() == [("each", 0, 1), ("each", 1, 1)]
+    sim.step(sim.finished("each", item=0), sim.finished("each", exit_code=1, item=1))
+    assert sim.run.status.phase is RunPhase.FAILED
+    sim.run = sim.run.__class__(**{**sim.run.__dict__, "retry_generation": 1})
+    sim.step(now=at(60))
+    assert sim.creates() == [("up", 0, 2)], "each waits for its retried upstream"
+    sim.step(sim.finished("up", item=0, attempt=2), now=at(61))
+    assert sim.creates() == [("each", 1, 2)], "only the failed item runs again"

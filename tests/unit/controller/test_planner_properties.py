@@ -7,12 +7,13 @@ sometimes twice and sometimes late), then the simulated clock jumps past any bac
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from leoflow.controller.actions import CreatePod
+from leoflow.controller.actions import CreatePod, DeletePod
 from leoflow.controller.observations import AgentFinished, Observation, PodObserved
 from leoflow.controller.planner import PlanSettings, plan
 from leoflow.controller.podstatus import FailureReason, PodObservation, PodPhase
@@ -23,6 +24,7 @@ from leoflow.spec.resources import (
     CompiledTask,
     DagSpec,
     Profile,
+    RunPhase,
     TaskState,
 )
 
@@ -106,12 +108,27 @@ def _report(task: int, item: int | None, attempt: int, outcome: str, via: str) -
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=dags(), data=st.data(), cap=st.none() | st.integers(1, 3))
 def test_planner_is_safe_live_and_deterministic(spec: DagSpec, data: st.DataObject, cap: int | None) -> None:
+    _drive(spec, data, cap, operator=False)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=dags(), data=st.data(), cap=st.none() | st.integers(1, 3))
+def test_cancel_and_run_retries_keep_the_planner_safe_and_live(
+    spec: DagSpec, data: st.DataObject, cap: int | None
+) -> None:
+    _drive(spec, data, cap, operator=True)
+
+
+def _drive(spec: DagSpec, data: st.DataObject, cap: int | None, *, operator: bool) -> None:
+    """Run to the end; with ``operator`` an operator may cancel, and retries failed runs twice."""
     sim = Sim.start(spec, PlanSettings(infra_retries=1, infra_retry_delay_seconds=1), max_active_tasks=cap)
     created: set[tuple[int, int | None, int]] = set()
     now = T0
     pending: list[Observation] = []
     stale: list[Observation] = []
     history: list[Observation] = []
+    retries_left = 2 if operator else 0
+    cancelled = False
     for step in range(300):
         observations = stale + pending
         before = _active(sim)
@@ -125,6 +142,7 @@ def test_planner_is_safe_live_and_deterministic(spec: DagSpec, data: st.DataObje
         for action in actions:
             if not isinstance(action, CreatePod):
                 continue
+            assert not cancelled, "a cancelled run created a pod"
             key = (action.task, action.item, action.attempt)
             assert key not in created, f"second pod for attempt {key}"
             created.add(key)
@@ -134,12 +152,25 @@ def test_planner_is_safe_live_and_deterministic(spec: DagSpec, data: st.DataObje
             assert len(_active(sim)) <= cap
         after = set(_active(sim))
         for attempt in before:
-            assert attempt in after or attempt in reported, f"{attempt} ended without a report of its own"
+            stopped = cancelled and attempt[2] >= 1
+            assert attempt in after or attempt in reported or stopped, f"{attempt} ended without a report"
+        if cancelled:
+            deleted = {a.name for a in actions if isinstance(a, DeletePod)}
+            assert len(deleted) >= len(before) or status.phase is RunPhase.CANCELLED
         again = plan(spec, sim.run, [], now, sim.settings)
         assert not any(isinstance(a, CreatePod) for a in again), "replanning created a pod"
         if status.phase in TERMINAL_RUN_PHASES:
             assert not _active(sim)
-            return
+            if cancelled:
+                assert status.phase is RunPhase.CANCELLED
+            if status.phase is RunPhase.FAILED and retries_left:
+                retries_left -= 1
+                sim.run = replace(sim.run, retry_generation=sim.run.retry_generation + 1)
+            else:
+                return
+        elif operator and not cancelled and data.draw(st.integers(0, 30)) == 0:
+            cancelled = True
+            sim.run = replace(sim.run, cancel_requested=True)
         history.extend(pending)
         stale = data.draw(st.lists(st.sampled_from(history), max_size=3)) if history else []
         pending = []
