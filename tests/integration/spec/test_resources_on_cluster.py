@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -213,3 +214,15 @@ def test_the_api_server_rejects_objects_that_violate_the_schema(
     result = crds.kubectl("create", "-f", "-", input=json.dumps(resource), check=False)
     assert result.returncode != 0
     assert expected in result.stderr
+
+
+def test_leoflow_compile_output_pipes_into_kubectl_apply(crds: ClusterHandle, namespace: str) -> None:
+    compiled = subprocess.run(
+        [sys.executable, "-m", "leoflow", "compile", str(EXAMPLE), "-n", namespace],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    crds.kubectl("apply", "--server-side", "-f", "-", input=compiled.stdout)
+    stored = _get(crds, "dag", "etl", namespace)
+    assert stored["spec"] == yaml.safe_load(compiled.stdout)["spec"]
