@@ -64,6 +64,10 @@ _CONFIG_REASONS = frozenset({TEMPLATE_ERROR, FAN_OUT_ERROR, OUTPUTS_ERROR})
 _MAX_BACKOFF_EXPONENT = 64
 
 
+class PlanError(ValueError):
+    """The run's status cannot be read back (edited by hand or written by another version)."""
+
+
 @dataclass(frozen=True)
 class PlanSettings:
     """Controller-wide policy. ``infra_retries`` is the budget for failures that are not the
@@ -150,9 +154,18 @@ class _Work:
     def __post_init__(self) -> None:
         status = self.run.status
         n = len(self.dag.tasks)
-        codes = status.taskStates if len(status.taskStates) == n else "." * n
-        self.codes = [TaskState(c) for c in codes]
-        self.items = {int(k): [TaskState(c) for c in v] for k, v in status.items.items()}
+        if status.taskStates and len(status.taskStates) != n:
+            raise PlanError(
+                f"status.taskStates has {len(status.taskStates)} tasks but the run's DAG has {n}: "
+                "the run must be planned with the definition it started with"
+            )
+        codes = status.taskStates or "." * n
+        self.codes = _codes(codes, "status.taskStates")
+        for key, row in status.items.items():
+            index = int(key) if key.isdigit() else -1
+            if not 0 <= index < n or self.dag.tasks[index].fanOut is None:
+                raise PlanError(f"status.items[{key!r}] does not name a fan-out task of this DAG")
+            self.items[index] = _codes(row, f"status.items[{key!r}]")
         self.details = dict(status.tasks)
         self.retried_generation = _retried_generation(status)
         self.terminal_before = status.phase in TERMINAL_RUN_PHASES
@@ -712,6 +725,14 @@ class _Work:
         return out
 
 
+def _codes(text: str, where: str) -> list[TaskState]:
+    try:
+        return [TaskState(c) for c in text]
+    except ValueError:
+        bad = next(c for c in text if c not in {s.value for s in TaskState})
+        raise PlanError(f"{where} has the unknown task state code {bad!r}") from None
+
+
 def _aggregate(row: Sequence[TaskState]) -> TaskState:
     if not all(c in TERMINAL_TASK_STATES for c in row):
         return TaskState.RUNNING
@@ -749,4 +770,4 @@ def _parse(value: str | None) -> datetime | None:
         return None
 
 
-__all__ = ["PlanSettings", "RunView", "detail_key", "plan"]
+__all__ = ["PlanError", "PlanSettings", "RunView", "detail_key", "plan"]

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from leoflow.controller.actions import EmitEvent, StartSensor, StopSensor
 from leoflow.controller.observations import SensorFinished
-from leoflow.controller.planner import PlanSettings
+from leoflow.controller.planner import PlanError, PlanSettings
 from leoflow.controller.podstatus import FailureReason, PodPhase
 from leoflow.spec.resources import (
     CompiledFanOut,
@@ -451,3 +453,19 @@ def test_run_retry_sends_a_failed_fan_out_back_through_its_trigger_rule() -> Non
     assert sim.creates() == [("up", 0, 2)], "each waits for its retried upstream"
     sim.step(sim.finished("up", item=0, attempt=2), now=at(61))
     assert sim.creates() == [("each", 1, 2)], "only the failed item runs again"
+
+
+def test_a_status_edited_into_nonsense_is_a_clear_error() -> None:
+    sim = Sim.start(dag({"a": [], "b": []}))
+    bad = sim.run.status.model_copy(update={"taskStates": "q?"})
+    sim.run = sim.run.__class__(**{**sim.run.__dict__, "status": bad})
+    with pytest.raises(PlanError, match=r"status.taskStates has the unknown task state code '\?'"):
+        sim.step()
+    bad = sim.run.status.model_copy(update={"taskStates": "..", "items": {"1": "."}})
+    sim.run = sim.run.__class__(**{**sim.run.__dict__, "status": bad})
+    with pytest.raises(PlanError, match=r"status.items\['1'\] does not name a fan-out task"):
+        sim.step()
+    bad = sim.run.status.model_copy(update={"taskStates": "S", "items": {}})
+    sim.run = sim.run.__class__(**{**sim.run.__dict__, "status": bad})
+    with pytest.raises(PlanError, match="has 1 tasks but the run's DAG has 2"):
+        sim.step()
