@@ -32,6 +32,15 @@ def register(subparsers: Any) -> None:
         type=Path,
         help="the kustomize base to render (default: manifests/ of this source checkout)",
     )
+    install.add_argument(
+        "--image", help="the controller/webhook image (default ghcr.io/leoflow/leoflow:VERSION)"
+    )
+    install.add_argument("--agent-image", help="the agent image the webhook injects")
+    install.add_argument(
+        "--image-pull-policy",
+        choices=("Always", "IfNotPresent", "Never"),
+        help="for the controller and webhook (Never: images imported into the nodes, as in leoflow dev)",
+    )
     install.set_defaults(handler=run_install)
 
 
@@ -51,7 +60,10 @@ def run_install(args: argparse.Namespace) -> int:
     try:
         objects = manifests.load_kustomization(directory)
         rendered = rendering.render_install(
-            objects, namespace=args.namespace, now=datetime.datetime.now(datetime.UTC)
+            objects,
+            namespace=args.namespace,
+            now=datetime.datetime.now(datetime.UTC),
+            images=rendering.ImageChoice(args.image, args.agent_image, args.image_pull_policy),
         )
     except manifests.ManifestError as err:
         raise CommandError(str(err), EXIT_USAGE) from None

@@ -29,6 +29,7 @@ WEBHOOK_CONFIGURATION = "leoflow-agent-injector"
 CONTROLLER_SERVICE = "leoflow-controller"
 CONTROLLER_SECRET = "leoflow-controller-tls"
 CA_CONFIGMAP = "leoflow-ca"
+CONFIG_CONFIGMAP = "leoflow-config"
 CONTROLLER_CA_COMMON_NAME = "leoflow-agent-ca"
 
 _LABELS = {"app.kubernetes.io/part-of": "leoflow"}
@@ -98,6 +99,30 @@ def retarget_namespace(objects: Iterable[Manifest], namespace: str) -> list[Mani
     return objects
 
 
+@dataclass(frozen=True)
+class ImageChoice:
+    """Which images the install runs, for registries other than the default (or none at all)."""
+
+    image: str | None = None
+    agent_image: str | None = None
+    pull_policy: str | None = None
+
+
+def with_images(objects: Iterable[Manifest], choice: ImageChoice) -> list[Manifest]:
+    """The Deployments' image and pull policy, and the agent image the webhook injects."""
+    objects = [copy.deepcopy(obj) for obj in objects]
+    for obj in objects:
+        if obj["kind"] == "Deployment":
+            for container in obj["spec"]["template"]["spec"]["containers"]:
+                if choice.image:
+                    container["image"] = choice.image
+                if choice.pull_policy:
+                    container["imagePullPolicy"] = choice.pull_policy
+    if choice.agent_image:
+        _find(objects, "ConfigMap", CONFIG_CONFIGMAP)["data"]["LEOFLOW_AGENT_IMAGE"] = choice.agent_image
+    return objects
+
+
 def _find(objects: list[Manifest], kind: str, name: str) -> Manifest:
     for obj in objects:
         if obj["kind"] == kind and obj["metadata"]["name"] == name:
@@ -155,9 +180,15 @@ def with_certificates(objects: Iterable[Manifest], certificates: InstallCertific
 
 
 def render_install(
-    objects: Iterable[Manifest], *, namespace: str | None, now: datetime.datetime
+    objects: Iterable[Manifest],
+    *,
+    namespace: str | None,
+    now: datetime.datetime,
+    images: ImageChoice | None = None,
 ) -> list[Manifest]:
     objects = list(objects)
+    if images is not None:
+        objects = with_images(objects, images)
     if namespace is not None:
         objects = retarget_namespace(objects, namespace)
     return with_certificates(objects, generate_certificates(base_namespace(objects), now=now))

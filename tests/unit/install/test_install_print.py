@@ -135,3 +135,36 @@ def test_rendering_refuses_manifests_without_the_webhook_configuration() -> None
         manifests.ManifestError, match="no MutatingWebhookConfiguration leoflow-agent-injector"
     ):
         rendering.render_install(objects, namespace=None, now=NOW)
+
+
+def test_image_options_replace_every_image_and_the_injected_agent(capsys: pytest.CaptureFixture[str]) -> None:
+    documents = printed(
+        capsys,
+        "--image",
+        "registry.local/leoflow:dev",
+        "--agent-image",
+        "registry.local/agent:dev",
+        "--image-pull-policy",
+        "Never",
+    )
+    found = list(containers(documents))
+    assert found
+    for where, container in found:
+        assert (container["image"], container["imagePullPolicy"]) == (
+            "registry.local/leoflow:dev",
+            "Never",
+        ), where
+    assert (
+        find(documents, "ConfigMap", "leoflow-config")["data"]["LEOFLOW_AGENT_IMAGE"]
+        == "registry.local/agent:dev"
+    )
+
+
+def test_webhook_reads_the_agent_image_from_the_install_config(capsys: pytest.CaptureFixture[str]) -> None:
+    documents = printed(capsys)
+    webhook = find(documents, "Deployment", "leoflow-webhook")["spec"]["template"]["spec"]["containers"][0]
+    (agent_image,) = [e for e in webhook["env"] if e["name"] == "LEOFLOW_AGENT_IMAGE"]
+    assert agent_image["valueFrom"]["configMapKeyRef"] == {
+        "name": "leoflow-config",
+        "key": "LEOFLOW_AGENT_IMAGE",
+    }
