@@ -150,6 +150,7 @@ class SensorEngine:
         self._commands = commands
         self._task_index = task_index
         self._task_indices: dict[tuple[str, str, str], int | None] = {}
+        self._looking_up: set[tuple[str, str, str]] = set()
         self._waiters: dict[str, Waiter] = {}
         self._timers: TimerHeap[Waiter] = TimerHeap()
         self._http: HttpPoker[Waiter] = HttpPoker(self._on_poke, self.options.http)
@@ -408,7 +409,9 @@ class SensorEngine:
                 waiter, Poke.permanent("task-state sensors need a task index lookup; none configured")
             )
             return False, None
-        self._spawn(self._look_up_task_index(waiter, condition, key, run))
+        if key not in self._looking_up:
+            self._looking_up.add(key)
+            self._spawn(self._look_up_task_index(waiter, condition, key, run))
         return False, None
 
     async def _look_up_task_index(
@@ -420,8 +423,14 @@ class SensorEngine:
         except Exception as err:
             self._on_poke(waiter, Poke.error(f"cannot read the definition {key[2]} of DAG {key[1]}: {err}"))
             return
+        finally:
+            self._looking_up.discard(key)
         self._task_indices[key] = indices.get(condition.task)
-        self._on_object(waiter, run)
+        for other in list(self._waiters.values()):
+            if other.subscription is not None and isinstance(other.detail, RunCondition):
+                latest = other.subscription.watch.objects.get(_name_of(run))
+                if latest is not None:
+                    self._on_object(other, latest)
 
     def _on_poke(self, waiter: Waiter, poke: Poke) -> None:
         if not waiter.active:
@@ -471,6 +480,11 @@ class SensorEngine:
             self._on_done(waiter.key, outcome)
         except Exception:
             log.exception("sensor completion handler failed", extra={"sensor": waiter.key})
+
+
+def _name_of(obj: KubeObject) -> str:
+    metadata = obj.get("metadata")
+    return str(metadata.get("name", "")) if isinstance(metadata, dict) else ""
 
 
 def _kind_of(sensor: CompiledSensor) -> str:

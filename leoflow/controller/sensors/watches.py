@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 KubeObject = dict[str, Any]
 
 WATCH_TIMEOUT_SECONDS = 290
+SILENCE_TIMEOUT = 180
+"""Bookmarks arrive about once a minute; three minutes without a byte is a dead connection."""
 RETRY_MIN = 0.5
 RETRY_MAX = 30.0
 
@@ -298,9 +300,7 @@ class WatchHub:
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", str(WATCH_TIMEOUT_SECONDS)),
         ]
-        timeout = aiohttp.ClientTimeout(
-            total=WATCH_TIMEOUT_SECONDS + 30, sock_read=WATCH_TIMEOUT_SECONDS + 15
-        )
+        timeout = aiohttp.ClientTimeout(total=WATCH_TIMEOUT_SECONDS + 30, sock_read=SILENCE_TIMEOUT)
         response = await self._open(path, query, timeout)
         try:
             if response.status == 410:

@@ -14,10 +14,12 @@ from tests.unit.sensors.manual_clock import ManualClock
 class Recorder:
     def __init__(self) -> None:
         self.outcomes: dict[str, Outcome] = {}
+        self.order: list[str] = []
         self.calls = 0
 
     def __call__(self, key: str, outcome: Outcome) -> None:
         self.calls += 1
+        self.order.append(key)
         self.outcomes[key] = outcome
 
 

@@ -51,20 +51,12 @@ async def test_time_sensor_fires_at_its_delay_and_not_before(
 async def test_time_sensors_fire_in_order_of_their_moments(
     engine: SensorEngine, clock: ManualClock, done: Recorder
 ) -> None:
-    order: list[str] = []
-    done_order = done
-
-    def record(key: str, outcome: object) -> None:
-        order.append(key)
-        done_order(key, outcome)  # type: ignore[arg-type]
-
-    engine._on_done = record
     engine.add("late", sensor(time={"delaySeconds": 30}), "ns")
     engine.add("at", sensor(time={"at": "2023-11-14T22:13:40Z"}), "ns")
     engine.add("early", sensor(time={"delaySeconds": 10}), "ns")
     clock.advance(100)
-    await until(lambda: len(order) == 3, "all three fired")
-    assert order == ["early", "at", "late"]
+    await until(lambda: len(done.order) == 3, "all three fired")
+    assert done.order == ["early", "at", "late"]
 
 
 async def test_wake_up_lateness_is_measured_from_the_due_time(clock: ManualClock, done: Recorder) -> None:
