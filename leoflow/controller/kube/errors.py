@@ -125,3 +125,7 @@ def error_from_status_object(verb: str, status: Mapping[str, object]) -> ApiErro
 def connection_error(verb: str, exc: BaseException) -> ApiError:
     API_ERRORS.labels(verb=verb, code="0").inc()
     return ApiError(verb, 0, type(exc).__name__, str(exc) or type(exc).__name__)
+
+
+class NotLeader(Exception):
+    """A write was refused locally because this replica does not hold the leader Lease."""

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from leoflow.controller.kube.errors import ApiError
+from leoflow.controller.kube.errors import ApiError, NotLeader
 from leoflow.controller.kube.ratelimit import Clock, MonotonicClock, Rate, TokenBucket
 from leoflow.controller.kube.transport import CORE_EVENTS, PODS, KubeObject, ResourceRef, Transport
 
@@ -101,6 +101,9 @@ class Writer:
     clock: Clock = field(default_factory=MonotonicClock)
     jitter: Callable[[], float] = random.random
     component: str = "leoflow-controller"
+    is_leader: Callable[[], bool] | None = None
+    """Fence: when set (to ``LeaderElector.is_leader``'s getter), every write first checks it and
+    raises :class:`NotLeader` instead of writing; reads are always allowed."""
 
     def __post_init__(self) -> None:
         missing = [verb for verb in VERBS if verb not in self.limits]
@@ -125,6 +128,8 @@ class Writer:
         attempt = 0
         while True:
             await bucket.acquire()
+            if method != "GET" and self.is_leader is not None and not self.is_leader():
+                raise NotLeader(f"{verb} {path}: this replica is not the leader")
             try:
                 return await self.transport.request(
                     method, path, body=body, query=query, content_type=content_type, verb=verb

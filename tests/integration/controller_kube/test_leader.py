@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
+from leoflow.controller.kube.errors import NotLeader
 from leoflow.controller.kube.leader import LeaderElector, LeaseConfig
-from leoflow.controller.kube.transport import Transport
+from leoflow.controller.kube.transport import CONFIGMAPS, Transport
+from leoflow.controller.kube.writer import Writer
 
 pytestmark = pytest.mark.cluster
 
@@ -80,6 +82,9 @@ async def test_silent_leader_steps_down_and_the_standby_takes_over(
             api_proxy.cut()
             await asyncio.wait_for(a.wait_lost(), 30)
             assert not a.is_leader
+            fenced = Writer(Transport(kube), is_leader=lambda: a.is_leader)
+            with pytest.raises(NotLeader):
+                await fenced.create(CONFIGMAPS, namespace, {"metadata": {"name": "from-the-old-leader"}})
             await asyncio.wait_for(b.wait_leader(), 30)
 
             spec = await lease_spec(kube, namespace)

@@ -9,9 +9,9 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 
-from leoflow.controller.kube.errors import ApiError
+from leoflow.controller.kube.errors import ApiError, NotLeader
 from leoflow.controller.kube.ratelimit import Rate
-from leoflow.controller.kube.transport import Transport
+from leoflow.controller.kube.transport import PODS, Transport
 from leoflow.controller.kube.writer import RetryPolicy, Writer, default_limits
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}}
@@ -179,3 +179,20 @@ async def test_status_update_rereads_and_recomputes_on_conflict(
         {"metadata": {"resourceVersion": "2"}, "status": {"phase": "Running"}},
     )
     assert stored is not None and stored["status"] == {"phase": "Running"}
+
+
+async def test_a_replica_that_is_not_leader_reads_but_never_writes(fake_api: Any, clock: Any) -> None:
+    async def read(request: web.Request) -> web.StreamResponse:
+        return web.json_response(POD)
+
+    fake_api.on("GET", PODS_PATH + "/p", read)
+    leading = False
+    w = writer(fake_api, clock, is_leader=lambda: leading)
+    assert await w.get(PODS, "ns", "p") == POD
+    with pytest.raises(NotLeader):
+        await w.create_pod("ns", POD)
+    with pytest.raises(NotLeader):
+        await w.delete_pod("ns", "p")
+    assert [method for method, _, _ in fake_api.requests] == ["GET"]
+    leading = True
+    assert await w.delete_pod("ns", "p") is False, "the write went out (and found nothing to delete)"
