@@ -308,7 +308,7 @@ def _check_params(doc: Document) -> list[Problem]:
         default, kind = param["default"], param.get("type", "string")
         path: Path = ("params", name, "default")
         expected = _PARAM_TYPES.get(kind) if isinstance(kind, str) else None
-        if default is None or expected is None:
+        if expected is None or not isinstance(default, str | int | float | bool):
             continue
         bad_bool = isinstance(default, bool) and kind != "boolean"
         if bad_bool or not isinstance(default, expected):

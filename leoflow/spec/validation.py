@@ -71,18 +71,24 @@ def _member_name(member: Any) -> str:
     return _TYPE_NAMES.get(member, str(member))
 
 
-def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Path, int | None, list[Any], Any]:
-    """Strip union tags from ``loc``; returns (path, index of union point, members, type at end)."""
+def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Path, int | None, list[Any], str, Any]:
+    """Strip every union tag from ``loc``.
+
+    Returns the path, where the first union sits in it, that union's members, the tag pydantic
+    gave the branch at that union, and the type at the end of the path.
+    """
     tp: Any = model
     path: list[str | int] = []
     union_at: int | None = None
     members: list[Any] = []
+    first_tag = ""
     i = 0
     while i < len(loc):
         part = loc[i]
         union = _members(tp)
-        if union and union_at is None:
-            union_at, members = len(path), union
+        if union:
+            if union_at is None:
+                union_at, members, first_tag = len(path), union, str(part)
             tp = next((m for m in union if _tag_matches(m, str(part))), union[0])
             i += 1
             continue
@@ -101,7 +107,7 @@ def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Path, int | Non
             tp = None
         path.append(part)
         i += 1
-    return tuple(path), union_at, members, _strip_optional(tp)
+    return tuple(path), union_at, members, first_tag, _strip_optional(tp)
 
 
 def _tag_matches(member: Any, tag: str) -> bool:
@@ -125,14 +131,14 @@ def _value_at(data: Any, path: Path) -> Any:
 
 
 def _fields_at(model: type[BaseModel], path: Path) -> list[str]:
-    _, _, _, tp = _walk(model, path)
+    *_, tp = _walk(model, path)
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return list(tp.model_fields)
     return []
 
 
 def _quote_hint(kind: str, value: object) -> str:
-    if kind == "string_type" and isinstance(value, bool | int | float):
+    if kind == "string_type" and isinstance(value, bool | int | float) and value is not None:
         return " (quote it: YAML reads yes, no, on, off, true and numbers as non-strings)"
     return ""
 
@@ -156,47 +162,71 @@ def _message(err: Any, model: type[BaseModel], path: Path, value: Any) -> str:
     return f"{msg[0].lower()}{msg[1:]}"
 
 
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "a boolean",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+}
+
+
 def problems_from(doc: Document, model: type[BaseModel], error: ValidationError) -> list[Problem]:
     """One problem per distinct mistake, with union alternatives collapsed."""
-    by_union: dict[Path, list[tuple[Path, int, Any, list[Any], Any]]] = {}
-    plain: list[tuple[Path, Any, bool]] = []
+    by_union: dict[Path, list[tuple[Path, Any, list[Any], Any]]] = {}
+    plain: list[tuple[Path, Any]] = []
     for err in error.errors(include_url=False):
         loc = tuple(err["loc"])
-        path, union_at, members, _ = _walk(model, loc)
+        path, union_at, members, tag, _ = _walk(model, loc)
         if union_at is None:
-            plain.append((path, err, _KEY in loc or err["type"] == "extra_forbidden"))
+            plain.append((path, err))
             continue
-        union_path = path[:union_at]
-        branch = _strip_optional(
-            next((m for m in members if _tag_matches(m, str(loc[union_at]))), members[0])
-        )
-        by_union.setdefault(union_path, []).append((path, union_at, err, members, branch))
+        branch = _strip_optional(next((m for m in members if _tag_matches(m, tag)), members[0]))
+        by_union.setdefault(path[:union_at], []).append((path, err, members, branch))
 
-    problems = []
-    for path, err, on_key in plain:
-        value = _value_at(doc.data, path)
-        problems.append(doc.problem(path, _message(err, model, path, value), key=on_key))
     for union_path, errs in by_union.items():
         value = _value_at(doc.data, union_path)
-        models = {b for *_, b in errs if isinstance(b, type) and issubclass(b, BaseModel)}
-        chosen = _best_model(value, models)
+        chosen = _chosen_branch(value, [b for *_, b in errs])
         if chosen is not None:
-            for path, _, err, _, branch in errs:
-                if branch is chosen:
-                    problems.append(
-                        doc.problem(
-                            path,
-                            _message(err, model, path, _value_at(doc.data, path)),
-                            key=err["type"] == "extra_forbidden",
-                        )
-                    )
+            plain.extend((path, err) for path, err, _, branch in errs if branch is chosen)
             continue
-        members = errs[0][3]
-        expected = " or ".join(dict.fromkeys(_member_name(m) for m in members))
-        hint = _quote_hint("string_type", value) if "a string" in expected else ""
-        message = f"wrong type: expected {expected}, got {_describe(value)}{hint}"
-        problems.append(doc.problem(union_path, message))
+        expected = " or ".join(dict.fromkeys(_member_name(m) for m in errs[0][2]))
+        hint = _quote_hint("string_type", value) if expected == "a string" or isinstance(value, bool) else ""
+        plain.append(
+            (
+                union_path,
+                {"type": "union", "msg": f"wrong type: expected {expected}, got {_describe(value)}{hint}"},
+            )
+        )
+
+    by_path: dict[Path, list[dict[str, Any]]] = {}
+    for where, detail in plain:
+        by_path.setdefault(where, []).append(dict(detail))
+    problems = []
+    for where, details in by_path.items():
+        value = _value_at(doc.data, where)
+        if len(details) > 1 and all(d["type"] in _EXPECTED for d in details):
+            kinds = " or ".join(dict.fromkeys(_EXPECTED[d["type"]] for d in details))
+            problems.append(doc.problem(where, f"wrong type: expected {kinds}, got {_describe(value)}"))
+            continue
+        for detail in details:
+            if detail["type"] == "union":
+                problems.append(doc.problem(where, detail["msg"]))
+                continue
+            on_key = detail["type"] == "extra_forbidden" or _KEY in tuple(detail.get("loc", ()))
+            problems.append(doc.problem(where, _message(detail, model, where, value), key=on_key))
     return problems
+
+
+def _chosen_branch(value: Any, branches: list[Any]) -> Any:
+    """The union member the author evidently meant: a model for a mapping, a list type for a list."""
+    if isinstance(value, dict):
+        return _best_model(value, {b for b in branches if isinstance(b, type) and issubclass(b, BaseModel)})
+    if isinstance(value, list):
+        return next((b for b in branches if get_origin(b) is list), None)
+    return None
 
 
 def _best_model(value: Any, models: set[type[BaseModel]]) -> type[BaseModel] | None:

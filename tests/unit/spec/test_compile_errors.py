@@ -240,3 +240,15 @@ def test_yaml_boolean_where_a_string_is_meant_suggests_quoting() -> None:
     p = only_problem(HEAD + "tasks:\n  a:\n    command: [x]\n    env: {DEBUG: yes}\n")
     assert p.path == "tasks.a.env.DEBUG"
     assert "got a boolean (quote it" in p.message
+
+
+def test_fan_out_item_of_the_wrong_type_names_the_item() -> None:
+    p = only_problem(HEAD + "tasks:\n  a:\n    command: [x]\n    fanOut: {items: [eu, {region: us}]}\n")
+    assert (p.mark.line, p.path) == (6, "tasks.a.fanOut.items[1]")
+    assert p.message == "wrong type: expected a string or an integer or a number or a boolean, got a mapping"
+
+
+def test_param_default_that_is_not_a_scalar_is_reported_once() -> None:
+    p = only_problem(HEAD + "params:\n  p: {default: [1]}\ntasks: {a: {command: [x]}}\n")
+    assert (p.mark.line, p.path) == (4, "params.p.default")
+    assert "got a list" in p.message
