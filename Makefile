@@ -29,8 +29,20 @@ setup: apt venv binaries
 lint: venv
 	$(BIN)/ruff check leoflow tests bench
 	$(BIN)/mypy leoflow
+	cd agent && GOTOOLCHAIN=local go vet ./...
+	hack/proto-check.sh
 
-test: setup lint
+# The static agent binary (CGO off, stripped, < 10 MB); tests run the real thing.
+agent:
+	hack/build-agent.sh
+
+proto: venv
+	hack/proto.sh
+
+proto-check: venv
+	hack/proto-check.sh
+
+test: setup agent lint
 	$(BIN)/pytest
 
 unit: venv
