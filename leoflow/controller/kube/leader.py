@@ -111,8 +111,17 @@ class LeaderElector:
     async def _run(self) -> None:
         config = self._config
         while True:
+            # While leading, never let an attempt (or a sleep) run past the renew deadline: the
+            # step-down, and its callback, must happen on time, not a request timeout later.
+            budget = config.renew_deadline / 2
+            if self._leading:
+                remaining = self._last_renew + config.renew_deadline - time.monotonic()
+                if remaining <= 0:
+                    self._step_down("renewal deadline passed")
+                else:
+                    budget = min(budget, remaining)
             try:
-                async with asyncio.timeout(config.renew_deadline / 2):
+                async with asyncio.timeout(budget):
                     renewed = await self._try_acquire_or_renew()
             except TimeoutError:
                 renewed = False
@@ -132,9 +141,10 @@ class LeaderElector:
                         self._on_started()
             elif self._leading and now - self._last_renew >= config.renew_deadline:
                 self._step_down("renewal deadline passed")
-            delay = (
-                config.retry_period if self._leading else config.retry_period * (1 + 0.2 * random.random())
-            )
+            if self._leading:
+                delay = min(config.retry_period, max(0.0, self._last_renew + config.renew_deadline - now))
+            else:
+                delay = config.retry_period * (1 + 0.2 * random.random())
             await asyncio.sleep(delay)
 
     def _step_down(self, why: str) -> None:

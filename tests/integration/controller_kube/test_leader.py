@@ -45,7 +45,7 @@ async def lease_spec(kube: Any, namespace: str) -> Any:
 
 
 async def test_two_electors_only_one_leads(kube: Any, namespace: str) -> None:
-    timings = {"lease_duration": 3.0, "renew_deadline": 2.0, "retry_period": 0.2}
+    timings = {"lease_duration": 4.0, "renew_deadline": 2.0, "retry_period": 0.2}
     timeline = Timeline()
     a = LeaderElector(Transport(kube), config(namespace, "a", **timings), **timeline.callbacks("a"))
     b = LeaderElector(Transport(kube), config(namespace, "b", **timings), **timeline.callbacks("b"))
@@ -68,7 +68,7 @@ async def test_two_electors_only_one_leads(kube: Any, namespace: str) -> None:
 async def test_silent_leader_steps_down_and_the_standby_takes_over(
     kube: Any, proxied_kube: Any, api_proxy: Any, namespace: str, eventually: Any
 ) -> None:
-    timings = {"lease_duration": 3.0, "renew_deadline": 2.0, "retry_period": 0.2}
+    timings = {"lease_duration": 4.0, "renew_deadline": 2.0, "retry_period": 0.2}
     timeline = Timeline()
     a = LeaderElector(Transport(proxied_kube), config(namespace, "a", **timings), **timeline.callbacks("a"))
     b = LeaderElector(Transport(kube), config(namespace, "b", **timings), **timeline.callbacks("b"))
