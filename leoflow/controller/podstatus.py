@@ -56,6 +56,7 @@ class FailureReason(StrEnum):
     CONFIG_ERROR = "ContainerConfigError"
     START_ERROR = "StartError"
     UNSCHEDULABLE = "Unschedulable"
+    START_TIMEOUT = "StartTimeout"
     EVICTED = "Evicted"
     EPHEMERAL_STORAGE_LIMIT = "EphemeralStorageLimit"
     PREEMPTED = "Preempted"
@@ -77,6 +78,7 @@ FAILURE_CLASS: Mapping[FailureReason, FailureClass] = {
     FailureReason.EPHEMERAL_STORAGE_LIMIT: FailureClass.USER,
     FailureReason.IMAGE_PULL_FAILED: FailureClass.USER,
     FailureReason.UNSCHEDULABLE: FailureClass.USER,
+    FailureReason.START_TIMEOUT: FailureClass.USER,
     FailureReason.IMAGE_INVALID: FailureClass.CONFIG,
     FailureReason.CONFIG_ERROR: FailureClass.CONFIG,
     FailureReason.START_ERROR: FailureClass.CONFIG,
@@ -99,6 +101,7 @@ _IMAGE_PULL_REASONS = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "ImageInspectError", "RegistryUnavailable"}
 )
 _CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
+_STARTING_REASONS = frozenset({"ContainerCreating", "PodInitializing"})
 # Messages that mean "slow down", not "this image is wrong": failing on them killed healthy bursts
 # in Airflow, Tekton (#10588), Tilt and Pachyderm.
 _THROTTLED_PULL_MARKERS = ("pull QPS exceeded", "toomanyrequests", "429 Too Many Requests")
@@ -146,6 +149,7 @@ class ClassifySettings:
     config_error_grace: float = 0.0
     transient_create_grace: float = 120.0
     unschedulable_grace: float = 300.0
+    start_grace: float = 600.0
     node_lost_grace: float = 120.0
     main_container: str = "main"
     agent_init_containers: frozenset[str] = frozenset({"leoflow-agent-init"})
@@ -157,6 +161,7 @@ class ClassifySettings:
             "config_error_grace",
             "transient_create_grace",
             "unschedulable_grace",
+            "start_grace",
             "node_lost_grace",
         ):
             if getattr(self, name) < 0:
@@ -486,12 +491,15 @@ def _node_lost(
 
 def _waiting(view: _PodView, now: datetime, context: PodContext) -> PodObservation | None:
     settings = view.settings
+    starting: _Container | None = None
     for container in [*view.init, *view.regular.values()]:
         waiting = container.waiting
         if waiting is None:
             continue
         reason = str(waiting.get("reason") or "")
         detail = _container_message(container.name, waiting, reason)
+        if reason in _STARTING_REASONS and starting is None:
+            starting = container
         if reason in _IMAGE_INVALID_REASONS:
             kind = (
                 FailureReason.AGENT_IMAGE_PULL_FAILED if container.is_agent else FailureReason.IMAGE_INVALID
@@ -530,6 +538,27 @@ def _waiting(view: _PodView, now: datetime, context: PodContext) -> PodObservati
                 grace=grace,
                 pod_since=_scheduled_at(view),
             )
+    # Volume and sandbox trouble shows only as ContainerCreating plus Events: bound it, unless an
+    # init container is still doing legitimate work.
+    if starting is not None and not any(c.running for c in view.init):
+        waiting = starting.waiting or {}
+        reason = str(waiting.get("reason") or "")
+        detail = _container_message(
+            starting.name,
+            waiting,
+            f"still {reason}: see the pod's Events (FailedMount, FailedCreatePodSandBox)",
+        )
+        return _grace(
+            view,
+            now,
+            context,
+            kind=FailureReason.START_TIMEOUT,
+            detail=detail,
+            container=starting.name,
+            waiting_reason=reason,
+            grace=settings.start_grace,
+            pod_since=_scheduled_at(view),
+        )
     cond = view.condition("PodScheduled")
     if cond is not None and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
         detail = f"Unschedulable: {cond.get('message', '')}".rstrip(": ")

@@ -480,3 +480,26 @@ def test_garbled_exit_code_is_a_failure_not_a_crash() -> None:
     )
     obs = classify(p, now=at(30))
     assert obs.phase is PodPhase.FAILED
+
+
+def test_container_creating_forever_fails_after_the_start_grace_pointing_at_events() -> None:
+    p = pod("Pending", containers=[waiting("main", "ContainerCreating")], conditions=[scheduled(at_offset=0)])
+    settings = ClassifySettings(start_grace=600)
+    before = classify(p, now=at(599), settings=settings)
+    assert before.phase is PodPhase.SCHEDULED
+    assert before.deadline == at(600)
+    obs = classify(p, now=at(600), settings=settings)
+    assert obs.reason is FailureReason.START_TIMEOUT
+    assert "FailedMount" in obs.message
+
+
+def test_a_long_running_init_container_is_not_a_start_timeout() -> None:
+    p = pod(
+        "Pending",
+        init=[running("download")],
+        containers=[waiting("main", "PodInitializing")],
+        conditions=[scheduled(at_offset=0)],
+    )
+    obs = classify(p, now=at(5000))
+    assert obs.phase is PodPhase.SCHEDULED
+    assert obs.reason is None
