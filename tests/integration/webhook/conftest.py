@@ -1,6 +1,7 @@
 """The webhook as the API server sees it: a `leoflow webhook serve` subprocess on 127.0.0.1 with
 a freshly generated certificate, and a MutatingWebhookConfiguration pointing at it.
 
+Pods are placed on the KWOK nodes with local images (``KWOK_ONLY``), so nothing is ever pulled.
 The webhook runs as its own process (not on the test's event loop), because the tests call
 kubectl synchronously and a blocked loop could not answer the API server. Every configuration a
 test registers is cluster-scoped and removed when the test ends, whatever happens.
@@ -24,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from leoflow.dev import images
+from leoflow.dev import images, kwok
 from leoflow.dev.testing import ClusterHandle
 
 # The tag `leoflow dev` images use, so an injected pod on the real node finds the imported image.
@@ -163,6 +164,10 @@ def webhook_configuration(name: str, url: str, ca_bundle: bytes) -> dict[str, An
 
 Register = Callable[[str, bytes], str]
 
+# Pods these tests create never need to run: keep them on the KWOK nodes with local images only,
+# so no kubelet ever tries to pull from a registry (this machine must not reach out).
+KWOK_ONLY = kwok.simulated_pod_placement()
+
 
 @pytest.fixture
 def register_webhook(cluster: ClusterHandle) -> Iterator[Register]:
@@ -181,7 +186,7 @@ def register_webhook(cluster: ClusterHandle) -> Iterator[Register]:
 
 
 def labelled_pod(name: str, *, labelled: bool = True, command: list[str] | None = None) -> dict[str, Any]:
-    container: dict[str, Any] = {"name": "main", "image": "busybox:1.37"}
+    container: dict[str, Any] = {"name": "main", "image": images.BASE_IMAGE, "imagePullPolicy": "Never"}
     if command is not None:
         container["command"] = command
     labels = {"leoflow.io/inject": "true", "leoflow.io/task": "t1"} if labelled else {}
@@ -189,7 +194,7 @@ def labelled_pod(name: str, *, labelled: bool = True, command: list[str] | None 
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "labels": labels},
-        "spec": {"containers": [container], "terminationGracePeriodSeconds": 0},
+        "spec": {**KWOK_ONLY, "containers": [container], "terminationGracePeriodSeconds": 0},
     }
 
 

@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 
 from leoflow.dev import cluster as dev_cluster
+from leoflow.dev import images
 from leoflow.dev.testing import ClusterHandle
 
 from .conftest import (
     AGENT_IMAGE,
     CONTROLLER_ADDR,
+    KWOK_ONLY,
     Register,
     dry_run_create,
     free_port,
@@ -91,7 +93,7 @@ def test_pod_without_a_command_is_denied_with_what_to_add(
     )
     assert result.returncode != 0
     assert "denied the request" in result.stderr
-    assert 'container "main" (image "busybox:1.37") has no command' in result.stderr
+    assert f'container "main" (image "{images.BASE_IMAGE}") has no command' in result.stderr
     assert "leoflow.io/entrypoint" in result.stderr
 
 
@@ -117,7 +119,17 @@ def wait_for_owned_pod(cluster: ClusterHandle, namespace: str, selector: str) ->
 
 TEMPLATE = {
     "metadata": {"labels": {"leoflow.io/inject": "true", "app": "work"}},
-    "spec": {"containers": [{"name": "main", "image": "busybox:1.37", "command": ["sleep", "3600"]}]},
+    "spec": {
+        **KWOK_ONLY,
+        "containers": [
+            {
+                "name": "main",
+                "image": images.BASE_IMAGE,
+                "imagePullPolicy": "Never",
+                "command": ["sleep", "3600"],
+            }
+        ],
+    },
 }
 
 
