@@ -7,10 +7,12 @@ queue; Kubernetes and DAG-run sensors share one watch per resource type. See doc
 """
 
 from leoflow.controller.sensors.commands import CommandLauncher, CommandLaunchError, CommandRequest
+from leoflow.controller.sensors.definitions import SnapshotTaskIndex
 from leoflow.controller.sensors.engine import EngineOptions, SensorEngine, SensorSpecError
 from leoflow.controller.sensors.http import HttpOptions
 from leoflow.controller.sensors.metrics import SensorMetrics
 from leoflow.controller.sensors.outcomes import Outcome, Reason, Result
+from leoflow.controller.sensors.pods import PodCommandLauncher
 from leoflow.controller.sensors.state import SensorState, SensorStateError
 from leoflow.controller.sensors.watches import WatchHub
 
@@ -21,6 +23,7 @@ __all__ = [
     "EngineOptions",
     "HttpOptions",
     "Outcome",
+    "PodCommandLauncher",
     "Reason",
     "Result",
     "SensorEngine",
@@ -28,5 +31,6 @@ __all__ = [
     "SensorSpecError",
     "SensorState",
     "SensorStateError",
+    "SnapshotTaskIndex",
     "WatchHub",
 ]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -155,6 +156,7 @@ class SensorEngine:
         self._timers: TimerHeap[Waiter] = TimerHeap()
         self._http: HttpPoker[Waiter] = HttpPoker(self._on_poke, self.options.http)
         self._background: set[asyncio.Task[None]] = set()
+        self._commands_running: dict[str, asyncio.Task[None]] = {}
         self._wakeup = asyncio.Event()
         self._sleeping_until: float | None = None
         self._runner: asyncio.Task[None] | None = None
@@ -180,9 +182,10 @@ class SensorEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
             self._runner = None
-        for task in list(self._background):
+        tasks = [*self._background, *self._commands_running.values()]
+        for task in tasks:
             task.cancel()
-        for task in list(self._background):
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._http.close()
@@ -239,6 +242,9 @@ class SensorEngine:
     def _release(self, waiter: Waiter) -> None:
         waiter.active = False
         self._timers.cancel(waiter)
+        running = self._commands_running.pop(waiter.key, None)
+        if running is not None and running is not asyncio.current_task():
+            running.cancel()
         if waiter.subscription is not None and self._watches is not None:
             self._watches.unsubscribe(waiter.subscription)
             waiter.subscription = None
@@ -338,7 +344,13 @@ class SensorEngine:
         elif waiter.kind == "http":
             self._http.submit(waiter)
         elif waiter.kind == "command":
-            self._spawn(self._run_command(waiter))
+            task = asyncio.get_running_loop().create_task(self._run_command(waiter))
+            self._commands_running[waiter.key] = task
+            task.add_done_callback(functools.partial(self._command_ended, waiter.key))
+
+    def _command_ended(self, key: str, task: asyncio.Task[None]) -> None:
+        if self._commands_running.get(key) is task:
+            del self._commands_running[key]
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -356,7 +368,11 @@ class SensorEngine:
             args=tuple(command.args or ()),
         )
         try:
-            exit_code = await self._commands(request)
+            # A pod that never finishes must not outlive the sensor's timeout.
+            async with asyncio.timeout(max(0.0, waiter.deadline - self._clock.now())):
+                exit_code = await self._commands(request)
+        except TimeoutError:
+            poke = Poke.error(f"the command pod of poke {request.attempt} had not finished at the timeout")
         except CommandLaunchError as err:
             poke = Poke.permanent(str(err)) if err.permanent else Poke.error(str(err))
         except Exception as err:

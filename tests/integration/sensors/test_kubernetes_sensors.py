@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from leoflow.controller.sensors import (
+    CommandRequest,
     Outcome,
     Reason,
     Result,
@@ -21,6 +22,7 @@ from leoflow.controller.sensors import (
     WatchHub,
 )
 from leoflow.controller.sensors.definitions import SnapshotTaskIndex
+from leoflow.controller.sensors.pods import PodCommandLauncher
 from leoflow.dev import kwok
 from leoflow.dev.testing import ClusterHandle
 from leoflow.spec.compiler import compile_text
@@ -242,3 +244,59 @@ async def test_dag_run_and_task_state_sensors(
     await until(lambda: "down/run" in done.outcomes, "the run succeeded")
     assert done.outcomes["down/run"].value == "upstream-1"
     assert hub.watches_opened == 1
+
+
+async def test_command_sensor_runs_a_pod_per_poke_until_exit_zero(
+    cluster: ClusterHandle, namespace: str, kube: Any
+) -> None:
+    hub = WatchHub(kube)
+    done = Recorder()
+
+    def build_pod(request: CommandRequest) -> dict[str, Any]:
+        fate = (
+            {"kwok.leoflow.io/fail-after": "300ms", "kwok.leoflow.io/exit-code": "3"}
+            if request.attempt == 1
+            else {"kwok.leoflow.io/succeed-after": "300ms"}
+        )
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"probe-{request.attempt}", "annotations": fate},
+            "spec": {
+                **kwok.simulated_pod_placement(),
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "leoflow.dev/base:1",
+                        "command": [*request.command, *request.args],
+                    }
+                ],
+            },
+        }
+
+    engine = SensorEngine(
+        done,
+        metrics=SensorMetrics(CollectorRegistry()),
+        watches=hub,
+        commands=PodCommandLauncher(kube, hub, build_pod),
+    )
+    await engine.start()
+    try:
+        spec = CompiledSensor.model_validate(
+            {
+                "command": {"command": ["test", "-e", "/ready"]},
+                "pokeIntervalSeconds": 1,
+                "timeoutSeconds": 120,
+            }
+        )
+        engine.add("run/probe", spec, namespace)
+        await until(lambda: "run/probe" in done.outcomes, "the second pod exited 0", limit=60)
+        outcome = done.outcomes["run/probe"]
+        assert (outcome.result, outcome.attempts) == (Result.SATISFIED, 2)
+        assert hub.open_watches == 0, "the pod watch ends with the last poke"
+        pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
+        assert all(pod["metadata"].get("deletionTimestamp") for pod in pods), "finished poke pods are deleted"
+    finally:
+        await engine.close()
+        await hub.close()

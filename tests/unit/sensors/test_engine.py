@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from leoflow.controller.sensors import (
     CommandLaunchError,
@@ -10,6 +12,7 @@ from leoflow.controller.sensors import (
     Reason,
     Result,
     SensorEngine,
+    SensorMetrics,
     SensorSpecError,
     SensorState,
 )
@@ -232,3 +235,44 @@ async def test_unusable_sensors_are_refused_with_a_reason(
     with pytest.raises(SensorSpecError, match=complaint):
         engine.add("bad", sensor(**fields), "ns")
     assert len(engine) == 0
+
+
+class HangingLauncher:
+    """A command pod that never finishes; records whether its poke was cancelled."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.cancelled = 0
+
+    async def __call__(self, request: CommandRequest) -> int:
+        self.started += 1
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        return 0
+
+
+async def test_command_pod_that_never_finishes_times_out(done: Recorder) -> None:
+    launcher = HangingLauncher()
+    registry = CollectorRegistry()
+    engine = SensorEngine(done, metrics=SensorMetrics(registry), commands=launcher)
+    await engine.start()
+    engine.add("c", sensor(command={"command": ["check"]}, timeoutSeconds=1), "ns")
+    await until(lambda: "c" in done.outcomes, "timed out")
+    assert done.outcomes["c"].reason is Reason.TIMED_OUT
+    assert "had not finished at the timeout" in done.outcomes["c"].message
+    await engine.close()
+
+
+async def test_removing_a_command_sensor_cancels_its_running_poke(clock: ManualClock, done: Recorder) -> None:
+    launcher = HangingLauncher()
+    engine, _ = build(clock, done, commands=launcher)
+    await engine.start()
+    engine.add("c", sensor(command={"command": ["check"]}), "ns")
+    await until(lambda: launcher.started == 1, "poke started")
+    engine.remove("c")
+    await until(lambda: launcher.cancelled == 1, "poke cancelled")
+    assert done.calls == 0
+    await engine.close()
