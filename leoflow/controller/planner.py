@@ -286,10 +286,8 @@ class _Work:
             if self.settings.delete_succeeded_pods and not obs.deleting:
                 self.deletes.append(DeletePod(obs.pod, "task succeeded"))
         elif status.phase is PodPhase.FAILED:
-            assert status.reason is not None
-            self._failed(
-                unit, status.reason.value, FAILURE_CLASS[status.reason], status.message, status.exit_code
-            )
+            reason = status.reason or FailureReason.UNKNOWN
+            self._failed(unit, reason.value, FAILURE_CLASS[reason], status.message, status.exit_code)
         elif status.phase is PodPhase.RUNNING or status.started:
             self._running(unit, self.now)
             if status.message:
