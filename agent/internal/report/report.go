@@ -82,6 +82,8 @@ func Dial(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("controller address %q: %w", cfg.Addr, err)
 	}
+	// Connect now, while the command starts, so the first report does not pay for the handshake.
+	conn.Connect()
 	return &Client{cfg: cfg, conn: conn, svc: agentv1.NewAgentServiceClient(conn)}, nil
 }
 
