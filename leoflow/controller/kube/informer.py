@@ -80,6 +80,7 @@ class InformerOptions:
 @dataclass
 class InformerStats:
     relists: int = 0
+    list_pages: int = 0
     expired: int = 0
     watches: int = 0
     watchdog_restarts: int = 0
@@ -265,6 +266,7 @@ class Informer:
                     item.setdefault("kind", kind)
                     item.setdefault("apiVersion", api_version)
                     fresh[object_key(item)] = _slim(item)
+            self.stats.list_pages += 1
             meta = page.get("metadata") or {}
             token = str(meta.get("continue") or "")
             if not token:

@@ -315,3 +315,20 @@ async def test_real_410_after_an_outage_spanning_a_resource_reinstall_relists_an
         cluster.kubectl(
             "delete", "crd", f"widgets.{group}", "--wait=false", "--ignore-not-found", check=False
         )
+
+
+async def test_paginated_list_gathers_every_page(kube: Any, namespace: str) -> None:
+    core = client.CoreV1Api(kube)
+    for i in range(7):
+        await core.create_namespaced_config_map(namespace, config_map(f"cm{i}", str(i)))
+    seen: Seen = []
+    options = InformerOptions(page_size=2, resync_period=None)
+    informer = Informer(
+        Transport(kube), CONFIGMAPS, namespace=namespace, label_selector=MINE, options=options
+    )
+    informer.add_handler(recorder(seen))
+    async with informer:
+        await asyncio.wait_for(informer.wait_synced(), 30)
+        assert informer.stats.list_pages == 4
+        assert sorted(name for _, name, _ in seen) == [f"cm{i}" for i in range(7)]
+        assert cached(informer) == await names_on_server(core, namespace)
