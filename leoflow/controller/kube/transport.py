@@ -15,6 +15,7 @@ from urllib.parse import quote
 import aiohttp
 
 from leoflow.controller.kube.errors import ApiError, connection_error, error_from_response
+from leoflow.spec.resources import GROUP, VERSION
 
 KubeObject = dict[str, Any]
 
@@ -44,6 +45,8 @@ PODS = ResourceRef("", "v1", "pods")
 CONFIGMAPS = ResourceRef("", "v1", "configmaps")
 CORE_EVENTS = ResourceRef("", "v1", "events")
 LEASES = ResourceRef("coordination.k8s.io", "v1", "leases")
+DAGS = ResourceRef(GROUP, VERSION, "dags")
+DAGRUNS = ResourceRef(GROUP, VERSION, "dagruns")
 
 
 class Transport:
