@@ -128,6 +128,10 @@ class WatchHub:
 
     def subscribe(self, key: WatchKey, name: str | None, listener: Listener) -> Subscription:
         """``name=None`` listens to every object of the type (DAG-run sensors filter themselves)."""
+        known = self._discovery.get(key.api_version, {}).get(key.kind)
+        if known is not None and not known.namespaced and key.namespace is not None:
+            # Cluster-scoped (Nodes, Namespaces): one watch serves sensors from every namespace.
+            key = WatchKey(key.api_version, key.kind, None)
         watch = self._watches.get(key)
         if watch is None:
             watch = self._watches[key] = SharedWatch(key)
