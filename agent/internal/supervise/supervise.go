@@ -74,15 +74,16 @@ func Run(argv []string, env []string, sigs <-chan os.Signal, onSignal func(sysca
 	if err != nil {
 		return failed(start, err)
 	}
-	proc, err := os.StartProcess(path, argv, &os.ProcAttr{
+	// syscall.ForkExec rather than os.StartProcess: the latter forks an extra probe child to
+	// detect pidfd support, a cost every task would pay, for a handle the reaper does not need.
+	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
 		Env:   env,
-		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},
+		Files: []uintptr{os.Stdin.Fd(), os.Stdout.Fd(), os.Stderr.Fd()},
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	})
 	if err != nil {
-		return failed(start, fmt.Errorf("cannot execute %s: %w", argv[0], unwrapPath(err)))
+		return failed(start, fmt.Errorf("cannot execute %s: %w", argv[0], err))
 	}
-	pid := proc.Pid
 	poll := time.NewTicker(reapPoll)
 	defer poll.Stop()
 	for {
@@ -186,10 +187,3 @@ func failed(start time.Time, err error) Result {
 	return Result{ExitCode: code, Start: start, Err: err}
 }
 
-func unwrapPath(err error) error {
-	var pathErr *fs.PathError
-	if errors.As(err, &pathErr) {
-		return pathErr.Err
-	}
-	return err
-}
