@@ -3,17 +3,18 @@
 Names are deterministic per (run, task, fan-out item, attempt), so creating a pod is idempotent:
 after a crash the controller re-issues the same create and an ``AlreadyExists`` answer means
 "adopt it", once the attempt annotation proves the existing pod is the same attempt and not a
-name collision. The name itself comes from ``leoflow.spec.resources.pod_name`` (one rule shared
-with the compiler and the CLI); this module adds the labels the webhook and the informers select
-on and the annotation the adoption check reads.
+name collision. The name reads like ``leoflow.spec.resources.pod_name`` (``<run>-<task>[-<item>]-<attempt>``)
+and always ends in a hash of the unambiguous identity: the readable form alone is ambiguous (task
+``x-0`` attempt 1 and item 0 of task ``x`` are both ``<run>-x-0-1``; run ``a-b`` task ``c`` and
+run ``a`` task ``b-c`` too). This module also holds the labels the webhook and the informers
+select on and the annotation the adoption check reads.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-from leoflow.spec.resources import pod_name
 
 INJECT_LABEL = "leoflow.io/inject"
 DAG_LABEL = "leoflow.io/dag"
@@ -42,8 +43,19 @@ class AttemptKey:
         return f"{self.run_uid}/{self.task}/{item}/{self.attempt}"
 
 
+MAX_POD_NAME = 63
+_HASH_CHARS = 8
+
+
 def attempt_pod_name(run: str, key: AttemptKey) -> str:
-    return pod_name(run, key.task, key.attempt, key.item)
+    """At most 63 characters (so the pod's hostname is its name), a DNS-1123 label."""
+    item = "" if key.item is None else str(key.item)
+    digest = hashlib.sha256(f"{run}/{key.task}/{item}/{key.attempt}".encode()).hexdigest()[:_HASH_CHARS]
+    tail = f"{item}-{key.attempt}-{digest}" if item else f"{key.attempt}-{digest}"
+    room = MAX_POD_NAME - len(tail) - 1
+    task = key.task[: max(room // 2, room - len(run) - 1)].strip("-")
+    head = run[: max(room - len(task) - 1, 0)].strip("-")
+    return "-".join(part for part in (head, task, tail) if part)
 
 
 def pod_labels(dag: str, run: str, key: AttemptKey) -> dict[str, str]:

@@ -9,6 +9,7 @@ from typing import Any
 from leoflow.controller.actions import Action, CreatePod, DeletePod, RequeueAt, UpdateRunStatus
 from leoflow.controller.observations import AgentFinished, AgentStarted, Observation, PodObserved
 from leoflow.controller.planner import PlanSettings, RunView, plan
+from leoflow.controller.podnames import AttemptKey, attempt_pod_name
 from leoflow.controller.podstatus import FailureReason, PodObservation, PodPhase
 from leoflow.spec.resources import DagRunSpec, DagRunStatus, DagSpec, TaskState
 
@@ -85,5 +86,9 @@ class Sim:
         **kw: Any,
     ) -> PodObserved:
         status = PodObservation(phase, reason, message=str(reason or ""), **kw)
-        pod_name = f"{self.run.name}-{name}-{attempt}"
-        return PodObserved(self.index(name), item, attempt, pod_name, status, deleting=deleting)
+        return PodObserved(
+            self.index(name), item, attempt, self.pod_name(name, attempt, item), status, deleting=deleting
+        )
+
+    def pod_name(self, name: str, attempt: int, item: int | None = None) -> str:
+        return attempt_pod_name(self.run.name, AttemptKey(self.run.uid, name, item, attempt))

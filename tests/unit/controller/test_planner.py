@@ -50,7 +50,7 @@ def test_pod_status_confirming_agent_finished_does_not_double_count() -> None:
     sim.step(sim.pod("extract", PodPhase.SUCCEEDED))
     assert sim.creates() == []
     assert sim.run.status.taskStates == status.taskStates
-    assert sim.deletes() == ["etl-run-1-extract-1"]
+    assert sim.deletes() == [sim.pod_name("extract", 1)]
 
 
 def test_pod_status_completes_task_when_the_agent_could_not_report() -> None:
@@ -93,7 +93,7 @@ def test_pod_of_a_superseded_attempt_still_running_is_deleted() -> None:
     sim.step(sim.finished("a", exit_code=1))
     sim.step(now=at(10))
     sim.step(sim.pod("a", PodPhase.RUNNING, attempt=1), now=at(11))
-    assert sim.deletes() == ["etl-run-1-a-1"]
+    assert sim.deletes() == [sim.pod_name("a", 1)]
 
 
 def test_user_failure_retries_with_exponential_backoff_capped_by_max_delay() -> None:
@@ -207,7 +207,7 @@ def test_cancel_deletes_running_pods_and_marks_the_run_cancelled() -> None:
     sim.step()
     sim.run = sim.run.__class__(**{**sim.run.__dict__, "cancel_requested": True})
     sim.step()
-    assert sim.deletes() == ["etl-run-1-extract-1"]
+    assert sim.deletes() == [sim.pod_name("extract", 1)]
     assert sim.run.status.phase is RunPhase.CANCELLED
     assert sim.run.status.taskStates == "CCC"
     sim.step()
@@ -220,7 +220,7 @@ def test_task_timeout_deletes_the_pod_and_counts_as_a_user_failure() -> None:
     sim.step(sim.started("a", at=at(10)), now=at(10))
     assert sim.requeue() == at(70)
     sim.step(now=at(70))
-    assert sim.deletes() == ["etl-run-1-a-1"]
+    assert sim.deletes() == [sim.pod_name("a", 1)]
     assert sim.run.status.tasks["0"].reason == "DeadlineExceeded"
     assert sim.state("a") is TaskState.RETRY_WAIT
 
@@ -237,7 +237,7 @@ def test_run_timeout_fails_the_run_and_stops_its_pods() -> None:
     sim = Sim.start(dag(CHAIN), timeout_seconds=100)
     sim.step()
     sim.step(now=at(100))
-    assert sim.deletes() == ["etl-run-1-extract-1"]
+    assert sim.deletes() == [sim.pod_name("extract", 1)]
     assert sim.run.status.phase is RunPhase.FAILED
     assert sim.run.status.message == "run exceeded its timeout of 100s"
 

@@ -46,7 +46,7 @@ def test_pod_is_routed_to_its_task_item_and_attempt() -> None:
     assert obs is not None
     assert (obs.task, obs.item, obs.attempt) == (2, 1, 3)
     assert obs.status.phase is PodPhase.RUNNING
-    assert obs.pod == "etl-run-1-each-1-3"
+    assert obs.pod.startswith("etl-run-1-each-1-3-")
 
 
 def test_pod_of_a_deleted_run_with_the_same_name_is_not_ours() -> None:

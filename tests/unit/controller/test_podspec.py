@@ -36,7 +36,7 @@ def test_pod_carries_identity_labels_and_attempt_annotation() -> None:
         "app.kubernetes.io/managed-by": "leoflow",
     }
     assert meta["annotations"]["leoflow.io/attempt-id"] == "uid-1/extract//2"
-    assert meta["name"] == "etl-20261124-0700-extract-2"
+    assert re.fullmatch(r"etl-20261124-0700-extract-2-[0-9a-f]{8}", meta["name"])
     assert meta["namespace"] == "team-a"
 
 
@@ -115,6 +115,16 @@ def test_adoption_accepts_the_same_attempt_and_refuses_a_collision() -> None:
     assert is_same_attempt(pod, AttemptKey("uid-1", "a", None, 3))
     assert not is_same_attempt(pod, AttemptKey("uid-2", "a", None, 3))
     assert not is_same_attempt({"metadata": None}, AttemptKey("uid-1", "a", None, 3))
+
+
+def test_names_that_read_alike_still_differ() -> None:
+    assert attempt_pod_name("r", AttemptKey("u", "x-0", None, 1)) != attempt_pod_name(
+        "r", AttemptKey("u", "x", 0, 1)
+    )
+    assert attempt_pod_name("a-b", AttemptKey("u", "c", None, 1)) != attempt_pod_name(
+        "a", AttemptKey("u", "b-c", None, 1)
+    )
+    assert attempt_pod_name("r", AttemptKey("u", "x-0", None, 1)).startswith("r-x-0-1-")
 
 
 @given(run=_names, task=_names, item=st.none() | st.integers(0, 999), attempt=st.integers(1, 1000))
