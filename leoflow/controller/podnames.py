@@ -50,7 +50,9 @@ _HASH_CHARS = 8
 def attempt_pod_name(run: str, key: AttemptKey) -> str:
     """At most 63 characters (so the pod's hostname is its name), a DNS-1123 label."""
     item = "" if key.item is None else str(key.item)
-    digest = hashlib.sha256(f"{run}/{key.task}/{item}/{key.attempt}".encode()).hexdigest()[:_HASH_CHARS]
+    # The run's UID is in the hash so a re-created run of the same name never meets the old pods.
+    identity = f"{key.run_uid}/{run}/{key.task}/{item}/{key.attempt}"
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:_HASH_CHARS]
     tail = f"{item}-{key.attempt}-{digest}" if item else f"{key.attempt}-{digest}"
     room = MAX_POD_NAME - len(tail) - 1
     task = key.task[: max(room // 2, room - len(run) - 1)].strip("-")

@@ -125,6 +125,9 @@ def test_names_that_read_alike_still_differ() -> None:
         "a", AttemptKey("u", "b-c", None, 1)
     )
     assert attempt_pod_name("r", AttemptKey("u", "x-0", None, 1)).startswith("r-x-0-1-")
+    assert attempt_pod_name("r", AttemptKey("u1", "t", None, 1)) != attempt_pod_name(
+        "r", AttemptKey("u2", "t", None, 1)
+    )
 
 
 @given(run=_names, task=_names, item=st.none() | st.integers(0, 999), attempt=st.integers(1, 1000))
