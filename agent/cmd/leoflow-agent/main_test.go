@@ -456,3 +456,35 @@ func TestOutputsOverTheCapAreRefusedInFinished(t *testing.T) {
 		t.Fatalf("no message on stderr: %s", stderr)
 	}
 }
+
+func TestSignalWhileWaitingForStartExitsWithoutRunningTheCommand(t *testing.T) {
+	c := &controller{}
+	addr := serve(t, c)
+	dir := t.TempDir()
+	cmd, _, _ := reportingAgent(t, addr, "--wait-start", "--", "touch", dir+"/ran")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	<-c.waitStarted
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 143 {
+		t.Fatalf("exit %v, want 143", err)
+	}
+	if exists(dir + "/ran") {
+		t.Fatal("the command ran although the pod was being terminated")
+	}
+}
+
+func TestUnreadableCABundleDisablesReportsButRunsTheCommand(t *testing.T) {
+	dir := t.TempDir()
+	cmd, stderr, _ := agent(t, "run", "--controller-addr", "127.0.0.1:1", "--ca-file", dir+"/missing.crt",
+		"--", "sh", "-c", "touch "+dir+"/ran; exit 8")
+	if got := exitCode(t, cmd); got != 8 {
+		t.Fatalf("exit %d, want 8", got)
+	}
+	if !exists(dir+"/ran") || !strings.Contains(stderr.String(), "reports disabled: CA bundle") {
+		t.Fatalf("stderr: %s", stderr)
+	}
+}

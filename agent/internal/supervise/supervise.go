@@ -186,4 +186,3 @@ func failed(start time.Time, err error) Result {
 	}
 	return Result{ExitCode: code, Start: start, Err: err}
 }
-
