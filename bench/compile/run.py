@@ -64,12 +64,13 @@ def big_dag(seed: int = 7) -> str:
 
 def main() -> int:
     text = big_dag()
-    timings = []
+    timings, cpu = [], []
     dag = None
     for _ in range(ROUNDS):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         dag = compile_text(text, "big.yaml")
         timings.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - started_cpu)
     assert dag is not None
     resource = dag.resource()
     size = len(json.dumps(resource, separators=(",", ":")))
@@ -80,6 +81,8 @@ def main() -> int:
         "edges": sum(len(t.upstreams) for t in dag.spec.tasks),
         "source_bytes": len(text.encode()),
         "compile_seconds": {"median": round(median, 4), "min": round(min(timings), 4), "rounds": ROUNDS},
+        # CPU time is what the compile costs; wall time also shows how busy the machine was.
+        "compile_cpu_seconds": {"median": round(statistics.median(cpu), 4), "min": round(min(cpu), 4)},
         "resource_bytes": size,
         "resource_bytes_per_task": round(size / len(dag.spec.tasks), 1),
         "spec_bytes": len(json.dumps(dump(dag.spec), separators=(",", ":"))),
