@@ -131,6 +131,7 @@ class Informer:
         self._tasks: list[asyncio.Task[None]] = []
         self._watch_task: asyncio.Task[None] | None = None
         self.stats = InformerStats()
+        self._gone_streak = 0
         self._last_event_gauge = LAST_EVENT.labels(self.name)
 
     @property
@@ -214,12 +215,16 @@ class Informer:
                         extra={"informer": self.name, "message": error.message},
                     )
                     self._resource_version = None
-                    continue
-                WATCH_RESTARTS.labels(self.name, "error").inc()
-                log.warning(
-                    "list/watch failed, retrying",
-                    extra={"informer": self.name, "code": error.code, "error": error.message},
-                )
+                    self._gone_streak += 1
+                    if self._gone_streak == 1:
+                        continue
+                    # 410 right after a fresh LIST again: back off rather than hammer full LISTs.
+                else:
+                    WATCH_RESTARTS.labels(self.name, "error").inc()
+                    log.warning(
+                        "list/watch failed, retrying",
+                        extra={"informer": self.name, "code": error.code, "error": error.message},
+                    )
             except Exception:
                 # A bug or a mangled response must not silently end the informer: log and go on.
                 self.stats.errors += 1
@@ -356,6 +361,7 @@ class Informer:
             return
         if kind == "ERROR":
             raise error_from_status_object("watch", obj)
+        self._gone_streak = 0
         version = _resource_version(obj)
         if version:
             self._resource_version = version
