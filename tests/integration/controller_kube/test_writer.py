@@ -10,7 +10,7 @@ from kubernetes_asyncio import client
 
 from leoflow.controller.kube.errors import ApiError
 from leoflow.controller.kube.transport import CONFIGMAPS, PODS, Transport
-from leoflow.controller.kube.writer import Writer
+from leoflow.controller.kube.writer import RetryPolicy, Writer
 from leoflow.dev import kwok
 
 pytestmark = pytest.mark.cluster
@@ -110,3 +110,27 @@ async def test_events_are_recorded_and_repeats_bump_the_count(kube: Any, namespa
     assert by_reason["TaskStarted"].count == 2
     assert by_reason["TaskFailed"].type == "Warning"
     assert by_reason["TaskFailed"].involved_object.uid == created.object["metadata"]["uid"]
+
+
+async def test_create_during_an_api_outage_retries_until_the_server_is_back(
+    proxied_kube: Any, api_proxy: Any, namespace: str
+) -> None:
+    writer = Writer(
+        Transport(proxied_kube), retry=RetryPolicy(max_attempts=50, base_delay=0.05, max_delay=0.2)
+    )
+    api_proxy.refusing = True
+    api_proxy.cut()
+    refused_before = errors_counted("create", "0")
+    creating = asyncio.create_task(writer.create_pod(namespace, pod("task-e-1", "x")))
+    while not creating.done() and errors_counted("create", "0") == refused_before:
+        await asyncio.sleep(0.05)
+    assert not creating.done(), "the create is waiting out the outage, not failing"
+    api_proxy.refusing = False
+    created = await asyncio.wait_for(creating, 30)
+    assert created.created and created.object["metadata"]["name"] == "task-e-1"
+
+
+def errors_counted(verb: str, code: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("leoflow_api_errors_total", {"verb": verb, "code": code}) or 0.0
