@@ -72,7 +72,7 @@ def _whole_as_int(value: float) -> float:
 
 
 class ResourceModel(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, use_attribute_docstrings=True)
 
 
 class EnvVarSecretKeyRef(ResourceModel):
@@ -113,6 +113,7 @@ class Profile(ResourceModel):
     """Resolved settings shared by tasks: a pod's template and the retry policy."""
 
     image: str
+    """The container image."""
     resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
     env: list[EnvVar] = Field(default_factory=list)
     nodeSelector: dict[str, str] = Field(default_factory=dict)
@@ -120,7 +121,9 @@ class Profile(ResourceModel):
     affinity: dict[str, Any] | None = Field(default=None, json_schema_extra={"x-free-form": True})
     serviceAccountName: str | None = None
     retries: int = 0
+    """Retries after a failed attempt (user failures only)."""
     retryDelaySeconds: int = 30
+    """Delay before retry n is min(retryDelaySeconds * retryBackoff^(n-1), maxRetryDelaySeconds)."""
     retryBackoff: Annotated[
         float,
         PlainSerializer(_whole_as_int, return_type=Any, when_used="json"),
@@ -128,6 +131,7 @@ class Profile(ResourceModel):
     ] = 2.0
     maxRetryDelaySeconds: int = 600
     timeoutSeconds: int | None = None
+    """Per attempt; also the pod's activeDeadlineSeconds."""
 
 
 class CompiledTimeSensor(ResourceModel):
@@ -161,20 +165,29 @@ class CompiledTask(ResourceModel):
 
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=MAX_TASK_NAME)
     upstreams: list[int] = Field(default_factory=list)
+    """Indices of the upstream tasks, sorted, each smaller than this task's index."""
     downstreams: list[int] = Field(
         default_factory=list,
         exclude=True,
         description="derived from every task's upstreams when the spec is loaded; not stored",
     )
     trigger: TriggerRule = "all_success"
+    """When the task may start, given its upstreams' final states."""
     profile: int = 0
+    """Index into spec.profiles: image, resources, placement, inherited env, retry policy."""
     command: list[str] | None = None
+    """The container command, with templates; absent for sensor tasks."""
     args: list[str] | None = None
     env: list[EnvVar] = Field(default_factory=list)
+    """The task's own variables, after the profile's (names never collide)."""
     outputs: list[str] = Field(default_factory=list)
+    """Names of the small values the task may report."""
     fanOut: CompiledFanOut | None = None
+    """Run once per item: literal items, or the list output fromOutput of task fromTask."""
     sensor: CompiledSensor | None = None
+    """Wait in the controller instead of running a pod."""
     templated: bool = False
+    """Whether any of the task's strings holds a template to render."""
 
 
 class CompiledParam(ResourceModel):
@@ -193,12 +206,16 @@ class CompiledSchedule(ResourceModel):
 
 class DagSpec(ResourceModel):
     image: str
+    """The DAG's image (DAG-as-Image)."""
     description: str | None = None
     schedule: CompiledSchedule | None = None
     params: list[CompiledParam] = Field(default_factory=list)
     profiles: list[Profile]
+    """Resolved settings shared by tasks; tasks refer to them by index."""
     tasks: list[CompiledTask]
+    """The tasks in topological order; a task's index is its position."""
     definitionHash: str
+    """sha256 (16 hex digits) of the canonical spec without this field: the version."""
 
     @model_validator(mode="before")
     @classmethod
@@ -286,9 +303,13 @@ TERMINAL_RUN_PHASES = frozenset({RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.C
 
 class DagRunSpec(ResourceModel):
     dagName: str
+    """The DAG to run, in the same namespace."""
     params: dict[str, str] = Field(default_factory=dict)
+    """Param values; missing ones take the DAG's defaults."""
     logicalDate: str | None = None
+    """RFC 3339; the fire time for scheduled runs."""
     definitionHash: str | None = None
+    """Run exactly this version of the DAG."""
 
 
 class TaskDetail(ResourceModel):
@@ -307,14 +328,21 @@ class TaskDetail(ResourceModel):
 
 class DagRunStatus(ResourceModel):
     phase: RunPhase = RunPhase.PENDING
+    """Pending, Running, Succeeded, Failed or Cancelled."""
     definitionHash: str | None = None
+    """The pinned version; its snapshot is the ConfigMap <dag>-def-<hash>."""
     observedGeneration: int | None = None
     startTime: str | None = None
     completionTime: str | None = None
     progress: str | None = None
+    """Finished tasks out of all tasks, as "done/total"."""
     taskStates: str = ""
+    """One character per task index: . pending, q scheduled, r running, w retry wait,
+    S succeeded, F failed, U upstream failed, K skipped, C cancelled."""
     items: dict[str, str] = Field(default_factory=dict)
+    """Per fan-out task index, one state character per item."""
     tasks: dict[str, TaskDetail] = Field(default_factory=dict)
+    """Details by task index, only for tasks with something to say."""
     conditions: list[Condition] = Field(default_factory=list)
     message: str | None = None
 
