@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from leoflow.spec import resources as res
@@ -202,3 +203,12 @@ def test_whole_number_backoff_hashes_the_same_after_the_api_server_rewrites_it()
     assert dag.data["profiles"][0]["retryBackoff"] == 3
     assert json.dumps(dag.data["profiles"][0]["retryBackoff"]) == "3"
     assert res.definition_hash(json.loads(json.dumps(dag.data))) == dag.spec.definitionHash
+
+
+def test_compiled_example_matches_the_golden_resource() -> None:
+    """The compiled form is a contract with the controller: a change here must be deliberate.
+
+    Regenerate with: leoflow compile examples/etl/leoflow.yaml > tests/unit/spec/golden/etl.dag.yaml
+    """
+    golden = yaml.safe_load((Path(__file__).parent / "golden" / "etl.dag.yaml").read_text())
+    assert compile_path(EXAMPLE).resource() == golden
