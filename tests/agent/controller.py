@@ -33,11 +33,15 @@ class RecordingController(agent_pb2_grpc.AgentServiceServicer):
     started: list[agent_pb2.StartedRequest] = field(default_factory=list)
     finished: list[agent_pb2.FinishedRequest] = field(default_factory=list)
     heartbeat_seen: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting_for_start: asyncio.Event = field(default_factory=asyncio.Event)
+    go: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def WaitStart(
         self, request: agent_pb2.WaitStartRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.WaitStartResponse:
         self.events.append("WaitStart")
+        self.waiting_for_start.set()
+        await self.go.wait()
         return agent_pb2.WaitStartResponse(decision=agent_pb2.WaitStartResponse.DECISION_START)
 
     async def Started(

@@ -196,3 +196,19 @@ async def test_tls_with_the_ca_bundle_reports_and_without_it_refuses(
     assert controller.events == ["Started", "Finished"]
     assert untrusted.code == 0
     assert "certificate" in untrusted.stderr
+
+
+async def test_wait_start_holds_the_command_until_the_controller_says_go(
+    agent: AgentRunner, tmp_path: Path
+) -> None:
+    controller = RecordingController()
+    marker = tmp_path / "ran"
+    async with serving(controller) as addr:
+        run = asyncio.create_task(agent.run("--wait-start", "--", "touch", str(marker), addr=addr))
+        await asyncio.wait_for(controller.waiting_for_start.wait(), timeout=30)
+        assert not marker.exists()
+        controller.go.set()
+        result = await run
+    assert result.code == 0, result.stderr
+    assert marker.exists()
+    assert controller.events == ["WaitStart", "Started", "Finished"]
