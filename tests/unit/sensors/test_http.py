@@ -171,7 +171,7 @@ async def test_a_thousand_sensors_on_one_slow_host_respect_the_per_host_limit(
 ) -> None:
     engine, registry = build(clock, done, EngineOptions(http=HttpOptions(per_host_limit=6)))
     await engine.start()
-    target.delay = 0.005
+    target.delay = 0.01
     for i in range(1000):
         engine.add(f"h{i}", sensor(http={"url": f"{target.url}/slow/{i}"}), "ns")
     await until(lambda: len(done.outcomes) == 1000, "all thousand satisfied", limit=60)
