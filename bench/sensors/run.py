@@ -160,6 +160,7 @@ async def step(
     pokes_before = http_pokes(registry)
     cpu_loaded, server_cpu = await measure_cpu(LOADED_WINDOW_SECONDS, server)
     poke_rate = (http_pokes(registry) - pokes_before) / LOADED_WINDOW_SECONDS
+    http_queued = registry.get_sample_value("leoflow_sensor_http_queued") or 0.0
     fired = len(firing.lateness)
     lateness = list(firing.lateness)
 
@@ -178,6 +179,7 @@ async def step(
         "cpu_pct_with_http_polling": round(cpu_loaded, 1),
         "http_pokes_per_s": round(poke_rate, 1),
         "http_target_server_cpu_pct": round(server_cpu, 1),
+        "http_pokes_queued_at_window_end": int(http_queued),
         "idle_sensors": idle_sensors,
         "idle_cpu_pct": round(cpu_idle, 1),
         "time_sensors_fired_in_window": fired,

@@ -155,6 +155,7 @@ class SensorEngine:
         self._waiters: dict[str, Waiter] = {}
         self._timers: TimerHeap[Waiter] = TimerHeap()
         self._http: HttpPoker[Waiter] = HttpPoker(self._on_poke, self.options.http)
+        self._metrics.http_queued.set_function(self._http.queued)
         self._background: set[asyncio.Task[None]] = set()
         self._commands_running: dict[str, asyncio.Task[None]] = {}
         self._wakeup = asyncio.Event()

@@ -86,8 +86,11 @@ class HttpPoker(Generic[T]):
         self._workers: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
 
-    def queued(self, host: str) -> int:
-        lane = self._lanes.get(host)
+    def queued(self, host: str | None = None) -> int:
+        """Pokes waiting for a lane slot, for one host (``scheme://host:port``) or all."""
+        if host is None:
+            return sum(len(lane.queue) for lane in self._lanes.values())
+        lane = self._lanes.get(host_of(host + "/"))
         return len(lane.queue) if lane else 0
 
     def submit(self, target: T) -> None:

@@ -31,6 +31,11 @@ class SensorMetrics:
             buckets=LATENESS_BUCKETS,
             registry=registry,
         )
+        self.http_queued = Gauge(
+            "leoflow_sensor_http_queued",
+            "HTTP sensor pokes waiting for a free slot in their host's lane",
+            registry=registry,
+        )
         self.active_by_type = {kind: self.active.labels(kind) for kind in SENSOR_TYPES}
         self.lateness_by_type = {kind: self.lateness.labels(kind) for kind in SENSOR_TYPES}
         self.pokes_by_type = {

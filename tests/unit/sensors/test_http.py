@@ -174,7 +174,11 @@ async def test_a_thousand_sensors_on_one_slow_host_respect_the_per_host_limit(
     target.delay = 0.01
     for i in range(1000):
         engine.add(f"h{i}", sensor(http={"url": f"{target.url}/slow/{i}"}), "ns")
+    await until(
+        lambda: sample(registry, "leoflow_sensor_http_queued") > 900, "the rest wait in the host's lane"
+    )
     await until(lambda: len(done.outcomes) == 1000, "all thousand satisfied", limit=60)
+    assert sample(registry, "leoflow_sensor_http_queued") == 0
     assert target.requests == 1000
     assert target.max_in_flight == 6, "the limit was reached and never exceeded"
     assert sample(registry, "leoflow_sensor_pokes_total", type="http", result="satisfied") == 1000
