@@ -113,7 +113,8 @@ def with_images(objects: Iterable[Manifest], choice: ImageChoice) -> list[Manife
     objects = [copy.deepcopy(obj) for obj in objects]
     for obj in objects:
         if obj["kind"] == "Deployment":
-            for container in obj["spec"]["template"]["spec"]["containers"]:
+            pod = obj["spec"]["template"]["spec"]
+            for container in [*pod.get("initContainers", []), *pod["containers"]]:
                 if choice.image:
                     container["image"] = choice.image
                 if choice.pull_policy:

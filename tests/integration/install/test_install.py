@@ -35,6 +35,7 @@ pytestmark = pytest.mark.cluster
 
 CONTROLLER = f"system:serviceaccount:{NAMESPACE}:leoflow-controller"
 WEBHOOK = f"system:serviceaccount:{NAMESPACE}:leoflow-webhook"
+KEEPER = f"system:serviceaccount:{NAMESPACE}:leoflow-webhook-certificates"
 TASK_POD = "system:serviceaccount:team-a:default"
 # Every authenticated identity may ask who it is and what it may do (system:basic-user).
 SELF_REVIEWS = {
@@ -86,28 +87,17 @@ def test_overlay_renders(cluster: ClusterHandle, overlay: str, expected: set[str
     assert expected <= {d["kind"] for d in rendered}
 
 
-def test_cert_manager_overlay_injects_the_ca_and_drops_the_webhook_secret_access(
-    cluster: ClusterHandle,
-) -> None:
-    rendered = [
-        d
-        for d in yaml.safe_load_all(
-            cluster.kubectl("kustomize", str(MANIFESTS / "overlays" / "cert-manager")).stdout
-        )
-        if d
-    ]
+def test_cert_manager_overlay_injects_the_ca_and_drops_the_certificate_keeper(cluster: ClusterHandle) -> None:
+    overlay = str(MANIFESTS / "overlays" / "cert-manager")
+    rendered = [d for d in yaml.safe_load_all(cluster.kubectl("kustomize", overlay).stdout) if d]
     configuration = next(d for d in rendered if d["kind"] == "MutatingWebhookConfiguration")
-    assert (
-        configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
-        == f"{NAMESPACE}/leoflow-webhook"
-    )
+    annotations = configuration["metadata"]["annotations"]
+    assert annotations["cert-manager.io/inject-ca-from"] == f"{NAMESPACE}/leoflow-webhook"
+    assert not [d for d in rendered if d["metadata"]["name"] == "leoflow-webhook-certificates"]
     roles = [d for d in rendered if d["kind"] in ("Role", "ClusterRole")]
     assert all("secrets" not in rule["resources"] for role in roles for rule in role["rules"])
-    webhook = next(
-        d for d in rendered if d["kind"] == "Deployment" and d["metadata"]["name"] == "leoflow-webhook"
-    )
-    env = {e["name"]: e.get("value") for e in webhook["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["LEOFLOW_WEBHOOK_SELF_SIGNED_SECRET"] == ""
+    certificates = {d["spec"]["secretName"] for d in rendered if d["kind"] == "Certificate"}
+    assert {"leoflow-webhook-tls", "leoflow-controller-tls"} <= certificates
 
 
 def test_server_side_dry_run_accepts_every_object_and_creates_none(cluster: ClusterHandle) -> None:
@@ -147,16 +137,19 @@ def test_leoflow_pods_pass_the_restricted_pod_security_standard(installed: Clust
     )
     assert "violates PodSecurity" in refused.stderr, "the namespace enforces the restricted standard"
     deadline = time.monotonic() + 60
-    for deployment in ("leoflow-controller", "leoflow-webhook"):
+    for obj in manifests.load_kustomization(MANIFESTS):
+        if obj["kind"] != "Deployment":
+            continue
+        name, wanted = obj["metadata"]["name"], str(obj["spec"]["replicas"])
         while True:
             created = installed.kubectl(
-                "get", "deployment", deployment, "-n", NAMESPACE, "-o", "jsonpath={.status.replicas}"
+                "get", "deployment", name, "-n", NAMESPACE, "-o", "jsonpath={.status.replicas}"
             ).stdout
-            if created == "2":
+            if created == wanted:
                 break
             if time.monotonic() > deadline:
                 events = installed.kubectl("get", "events", "-n", NAMESPACE).stdout
-                raise AssertionError(f"{deployment}: {created or 0} of 2 pods created\n{events}")
+                raise AssertionError(f"{name}: {created or 0} of {wanted} pods created\n{events}")
             time.sleep(0.5)
 
 
@@ -183,10 +176,11 @@ ALLOWED = [
     (CONTROLLER, "create", "tokenreviews.authentication.k8s.io"),
     (CONTROLLER, "create", "leases.coordination.k8s.io", "-n", NAMESPACE),
     (CONTROLLER, "update", "leases.coordination.k8s.io/leoflow-controller", "-n", NAMESPACE),
-    (WEBHOOK, "get", "secrets/leoflow-webhook-tls", "-n", NAMESPACE),
-    (WEBHOOK, "update", "secrets/leoflow-webhook-tls", "-n", NAMESPACE),
-    (WEBHOOK, "create", "secrets", "-n", NAMESPACE),
-    (WEBHOOK, "patch", f"mutatingwebhookconfigurations.admissionregistration.k8s.io/{CONFIGURATION}"),
+    (KEEPER, "get", "secrets/leoflow-webhook-tls", "-n", NAMESPACE),
+    (KEEPER, "update", "secrets/leoflow-webhook-tls", "-n", NAMESPACE),
+    (KEEPER, "create", "secrets", "-n", NAMESPACE),
+    (KEEPER, "get", f"mutatingwebhookconfigurations.admissionregistration.k8s.io/{CONFIGURATION}"),
+    (KEEPER, "patch", f"mutatingwebhookconfigurations.admissionregistration.k8s.io/{CONFIGURATION}"),
 ]
 DENIED = [
     (CONTROLLER, "get", "secrets", "-n", NAMESPACE),
@@ -202,12 +196,15 @@ DENIED = [
     (CONTROLLER, "patch", f"mutatingwebhookconfigurations.admissionregistration.k8s.io/{CONFIGURATION}"),
     (WEBHOOK, "list", "pods", "--all-namespaces"),
     (WEBHOOK, "get", "pods", "-n", "team-a"),
-    (WEBHOOK, "list", "secrets", "-n", NAMESPACE),
-    (WEBHOOK, "get", "secrets/leoflow-controller-tls", "-n", NAMESPACE),
-    (WEBHOOK, "create", "secrets", "-n", "team-a"),
-    (WEBHOOK, "list", "mutatingwebhookconfigurations.admissionregistration.k8s.io"),
-    (WEBHOOK, "patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io/someone-elses"),
+    (WEBHOOK, "get", "secrets/leoflow-webhook-tls", "-n", NAMESPACE),
+    (WEBHOOK, "patch", f"mutatingwebhookconfigurations.admissionregistration.k8s.io/{CONFIGURATION}"),
     (WEBHOOK, "create", "leases.coordination.k8s.io", "-n", NAMESPACE),
+    (KEEPER, "list", "pods", "--all-namespaces"),
+    (KEEPER, "list", "secrets", "-n", NAMESPACE),
+    (KEEPER, "get", "secrets/leoflow-controller-tls", "-n", NAMESPACE),
+    (KEEPER, "create", "secrets", "-n", "team-a"),
+    (KEEPER, "list", "mutatingwebhookconfigurations.admissionregistration.k8s.io"),
+    (KEEPER, "patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io/someone-elses"),
     (TASK_POD, "list", "pods", "-n", "team-a"),
     (TASK_POD, "create", "dagruns.leoflow.io", "-n", "team-a"),
     (TASK_POD, "get", "configmaps", "-n", "team-a"),
@@ -257,14 +254,19 @@ def test_controller_holds_exactly_its_grants(installed: ClusterHandle) -> None:
     }
 
 
-def test_webhook_holds_exactly_its_grants(installed: ClusterHandle) -> None:
+def test_webhook_holds_no_grants(installed: ClusterHandle) -> None:
+    assert granted(installed, WEBHOOK, NAMESPACE) == set()
+    assert granted(installed, WEBHOOK, "team-a") == set()
+
+
+def test_certificate_keeper_holds_exactly_its_grants(installed: ClusterHandle) -> None:
     configuration = (
         "mutatingwebhookconfigurations.admissionregistration.k8s.io",
         CONFIGURATION,
         "get patch update",
     )
-    assert granted(installed, WEBHOOK, "team-a") == {configuration}
-    assert granted(installed, WEBHOOK, NAMESPACE) == {
+    assert granted(installed, KEEPER, "team-a") == {configuration}
+    assert granted(installed, KEEPER, NAMESPACE) == {
         configuration,
         ("secrets", "", "create"),
         ("secrets", "leoflow-webhook-tls", "get update"),

@@ -102,6 +102,7 @@ def test_every_printed_container_is_hardened_and_bounded(capsys: pytest.CaptureF
     assert {where.split(":")[0] for where, _ in found} == {
         "Deployment/leoflow-controller",
         "Deployment/leoflow-webhook",
+        "Deployment/leoflow-webhook-certificates",
     }
     for where, container in found:
         for key, value in HARDENED.items():

@@ -48,6 +48,7 @@ def test_install_holds_the_components_a_cluster_admin_expects(objects: list[dict
         ("ServiceAccount", "leoflow-webhook"),
         ("Deployment", "leoflow-controller"),
         ("Deployment", "leoflow-webhook"),
+        ("Deployment", "leoflow-webhook-certificates"),
         ("PodDisruptionBudget", "leoflow-webhook"),
         ("Service", "leoflow-webhook"),
         ("Service", "leoflow-controller"),
@@ -74,8 +75,10 @@ def test_every_container_is_hardened_and_bounded(objects: list[dict[str, Any]]) 
         resources = container.get("resources") or {}
         for bound in ("requests", "limits"):
             assert set(resources.get(bound) or {}) >= {"cpu", "memory"}, f"{where}: {bound} cpu and memory"
-        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", where
-        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", where
+        if container.get("ports"):
+            assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", where
+            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", where
+            assert container["startupProbe"]["httpGet"]["path"] == "/healthz", where
 
 
 def test_every_pod_runs_as_non_root_with_runtime_default_seccomp(objects: list[dict[str, Any]]) -> None:
@@ -146,7 +149,9 @@ def _rules(objects: list[dict[str, Any]], service_account: str) -> list[tuple[st
     return granted
 
 
-@pytest.mark.parametrize("service_account", ["leoflow-controller", "leoflow-webhook"])
+@pytest.mark.parametrize(
+    "service_account", ["leoflow-controller", "leoflow-webhook", "leoflow-webhook-certificates"]
+)
 def test_no_rule_uses_a_wildcard(objects: list[dict[str, Any]], service_account: str) -> None:
     for _, rule in _rules(objects, service_account):
         for field in ("apiGroups", "resources", "verbs"):
@@ -168,8 +173,17 @@ def test_controller_takes_leases_only_in_its_namespace(objects: list[dict[str, A
     assert all(kind == "RoleBinding" for kind, _ in lease_rules)
 
 
-def test_webhook_may_only_keep_its_own_certificates(objects: list[dict[str, Any]]) -> None:
-    granted = _rules(objects, "leoflow-webhook")
+def test_webhook_has_no_grants_and_mounts_no_token(objects: list[dict[str, Any]]) -> None:
+    assert _rules(objects, "leoflow-webhook") == []
+    assert find(objects, "ServiceAccount", "leoflow-webhook")["automountServiceAccountToken"] is False
+    pod = find(objects, "Deployment", "leoflow-webhook")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_certificate_keeper_may_only_touch_its_secret_and_configuration(
+    objects: list[dict[str, Any]],
+) -> None:
+    granted = _rules(objects, "leoflow-webhook-certificates")
     assert {r for _, rule in granted for r in rule["resources"]} == {
         "secrets",
         "mutatingwebhookconfigurations",
@@ -179,6 +193,19 @@ def test_webhook_may_only_keep_its_own_certificates(objects: list[dict[str, Any]
             assert kind == "RoleBinding", "Secrets only in Leoflow's namespace"
         if set(rule["verbs"]) - {"create"}:
             assert rule.get("resourceNames"), f"named objects only: {rule}"
+
+
+def test_exactly_one_certificate_keeper_keeps_what_the_webhook_serves(objects: list[dict[str, Any]]) -> None:
+    keeper = find(objects, "Deployment", "leoflow-webhook-certificates")["spec"]
+    assert keeper["replicas"] == 1
+    assert keeper["strategy"]["type"] == "Recreate"
+    args = keeper["template"]["spec"]["containers"][0]["args"]
+    assert args[:2] == ["certs", "keep"]
+    webhook = find(objects, "Deployment", "leoflow-webhook")["spec"]["template"]["spec"]
+    (served,) = [v["secret"]["secretName"] for v in webhook["volumes"] if "secret" in v]
+    assert f"--secret={served}" in args
+    assert "--webhook-configuration=leoflow-agent-injector" in args
+    assert "--service=leoflow-webhook" in args
 
 
 def test_base_with_unsupported_kustomize_field_is_refused_by_name(tmp_path: Path) -> None:
