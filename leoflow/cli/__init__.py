@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "leoflow.cli.certs",
     "leoflow.cli.spec",
     "leoflow.cli.install",
+    "leoflow.cli.runs",
 )
 
 Handler = Callable[[argparse.Namespace], int]
