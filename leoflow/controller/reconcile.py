@@ -1,0 +1,682 @@
+"""One DAGRun's reconcile: load the run and its pinned definition, gather what was observed, plan,
+and carry out the planner's actions through the writer.
+
+Level-triggered: whatever caused the call (a pod watch event, an agent's report, a timer, a
+resync), the reconcile reads the current state and lets the pure planner decide. It keeps only
+what the API cannot give back cheaply: the pinned definitions by hash, an index run -> pods over
+the pod cache, agent reports not yet recorded in the run status, and the last object this
+controller wrote (so a lagging informer never makes it plan from an older status).
+
+Order of effects: the status is written first (with the run's resourceVersion; on 409 the plan is
+redone on the fresh object), then pods are deleted and created concurrently (deterministic names:
+an ``AlreadyExists`` for the same attempt is adopted), then Events, then the next timer. Once the
+stored status no longer has an attempt in flight, its pod's result finalizer is removed and the
+cleanup policy applies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from leoflow.controller.actions import (
+    Action,
+    CreatePod,
+    DeletePod,
+    EmitEvent,
+    RequeueAt,
+    StartSensor,
+    StopSensor,
+    UpdateRunStatus,
+)
+from leoflow.controller.cleanup import (
+    JSON_PATCH,
+    RESULT_FINALIZER,
+    CleanupPolicy,
+    drop_result_finalizer,
+    failed_pod_expiry,
+    has_result_finalizer,
+    result_recorded,
+)
+from leoflow.controller.kube.errors import ApiError
+from leoflow.controller.kube.informer import EventType, Informer
+from leoflow.controller.kube.transport import CONFIGMAPS, DAGRUNS, PODS, KubeObject
+from leoflow.controller.kube.writer import Writer
+from leoflow.controller.metrics import ControllerMetrics
+from leoflow.controller.observations import AgentFinished, AgentStarted, Observation, PodObserved
+from leoflow.controller.planner import PlanError, PlanSettings, RunView, detail_key, plan
+from leoflow.controller.podnames import RUN_LABEL, AttemptKey, is_same_attempt
+from leoflow.controller.podobserve import observe_pod
+from leoflow.controller.podstatus import (
+    ClassifySettings,
+    FailureReason,
+    PodContext,
+    PodObservation,
+    PodPhase,
+    classify,
+)
+from leoflow.controller.runview import RunDefaults, RunViewError, run_view
+from leoflow.controller.workqueue import WorkQueue
+from leoflow.spec.resources import (
+    API_VERSION,
+    TERMINAL_RUN_PHASES,
+    Condition,
+    DagRunStatus,
+    DagSpec,
+    RunPhase,
+    TaskState,
+    dump,
+)
+from leoflow.spec.snapshots import SnapshotError, definition_configmap_name, load_snapshot, snapshot_configmap
+
+log = logging.getLogger(__name__)
+
+PodAnnotator = Callable[[Mapping[str, Any]], Mapping[str, str]]
+"""Extra annotations for a pod about to be created (given the pod): how tests and benchmarks
+steer simulated (KWOK) pods, since tasks cannot carry pod annotations."""
+DEFINITION_MISSING = "DefinitionMissing"
+INVALID_RUN = "InvalidRun"
+
+
+@dataclass(frozen=True)
+class ReconcileSettings:
+    plan: PlanSettings = field(default_factory=PlanSettings)
+    run_defaults: RunDefaults = field(default_factory=RunDefaults)
+    classify: ClassifySettings | None = None
+    cleanup: CleanupPolicy = field(default_factory=CleanupPolicy)
+    pod_annotations: PodAnnotator | None = None
+    missing_pod_grace: float = 3.0
+    """Seconds an in-flight attempt's pod may be absent from the cache before a live GET decides
+    whether it is gone (the informer usually sees a new pod within milliseconds)."""
+
+
+class RetryLater(Exception):
+    """The reconcile cannot decide yet (caches not synced, an API call failed): requeue with backoff."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def run_key(namespace: str, name: str) -> str:
+    return f"{namespace}/{name}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    namespace, _, name = key.partition("/")
+    return namespace, name
+
+
+def resource_version(obj: Mapping[str, Any] | None) -> int:
+    text = str(((obj or {}).get("metadata") or {}).get("resourceVersion") or "")
+    return int(text) if text.isdigit() else -1
+
+
+def status_body(status: DagRunStatus) -> dict[str, Any]:
+    """The status as stored: defaults left out (absent means default), except the phase, which the
+    printer columns show."""
+    body = dump(status)
+    body["phase"] = status.phase.value
+    return body
+
+
+def in_flight_units(status: DagRunStatus) -> list[tuple[int, int | None]]:
+    """Tasks and fan-out items whose current attempt has (or should have) a pod."""
+    active = {TaskState.SCHEDULED.value, TaskState.RUNNING.value}
+    units: list[tuple[int, int | None]] = []
+    for task, code in enumerate(status.taskStates):
+        row = status.items.get(str(task))
+        if row is not None:
+            units.extend((task, item) for item, c in enumerate(row) if c in active)
+        elif code in active:
+            units.append((task, None))
+    return units
+
+
+def failed_run_status(status: DagRunStatus, reason: str, message: str, now: datetime) -> DagRunStatus:
+    """A run that cannot start at all (its DAG is missing or unreadable) fails with ``message``."""
+    stamp = now.isoformat().replace("+00:00", "Z")
+    return status.model_copy(
+        update={
+            "phase": RunPhase.FAILED,
+            "completionTime": stamp,
+            "message": message,
+            "conditions": [
+                Condition(
+                    type="Succeeded", status="False", reason=reason, message=message, lastTransitionTime=stamp
+                )
+            ],
+        }
+    )
+
+
+class RunReconciler:
+    """Reconciles DAGRuns by key ``namespace/name``; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        writer: Writer,
+        runs: Informer,
+        dags: Informer,
+        pods: Informer,
+        queue: WorkQueue,
+        metrics: ControllerMetrics,
+        settings: ReconcileSettings | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.writer = writer
+        self.runs = runs
+        self.dags = dags
+        self.pods = pods
+        self.queue = queue
+        self.metrics = metrics
+        settings = settings or ReconcileSettings()
+        # One switch for succeeded pods: the planner's delete follows the cleanup policy.
+        plan_settings = replace(settings.plan, delete_succeeded_pods=settings.cleanup.delete_succeeded)
+        self.settings = replace(settings, plan=plan_settings)
+        self.clock = clock
+        self._definitions: dict[tuple[str, str], DagSpec] = {}
+        self._run_pods: dict[str, set[str]] = {}
+        self._written: dict[str, KubeObject] = {}
+        self._reports: dict[str, list[Observation]] = {}
+        self._finished_marks: dict[str, tuple[float, str]] = {}
+        self._created_at: dict[str, float] = {}
+        self._missing_since: dict[str, float] = {}
+        self._deleted_by_us: set[str] = set()
+        self._create_errors: dict[str, str] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- cache events (run on the event loop; they only index and enqueue) ---------------------
+
+    def on_run_event(self, kind: EventType, old: KubeObject | None, new: KubeObject | None) -> None:
+        obj = new or old or {}
+        meta = obj.get("metadata") or {}
+        key = run_key(str(meta.get("namespace", "")), str(meta.get("name", "")))
+        if kind is EventType.DELETED:
+            self._written.pop(key, None)
+            self._reports.pop(key, None)
+            self._finished_marks.pop(key, None)
+        self.queue.add(key)
+
+    def on_pod_event(self, kind: EventType, old: KubeObject | None, new: KubeObject | None) -> None:
+        obj = new or old or {}
+        meta = obj.get("metadata") or {}
+        run = (meta.get("labels") or {}).get(RUN_LABEL)
+        if not run:
+            return
+        name = str(meta.get("name", ""))
+        key = run_key(str(meta.get("namespace", "")), str(run))
+        if kind is EventType.DELETED:
+            names = self._run_pods.get(key)
+            if names is not None:
+                names.discard(name)
+                if not names:
+                    del self._run_pods[key]
+            self._deleted_by_us.discard(name)
+            self._created_at.pop(name, None)
+        else:
+            self._run_pods.setdefault(key, set()).add(name)
+            if new is not None and _terminal_phase(new) and (old is None or not _terminal_phase(old)):
+                self.mark_finished(key, "pod")
+        self.queue.add(key)
+
+    def mark_finished(self, key: str, path: str) -> None:
+        """An upstream's end became known now: the start of the transition-latency histogram."""
+        self._finished_marks.setdefault(key, (time.perf_counter(), path))
+
+    def add_report(self, key: str, observation: Observation) -> None:
+        """Buffers an agent's report until the run status records that attempt's outcome."""
+        self._reports.setdefault(key, []).append(observation)
+        self.queue.add(key)
+
+    def run_pods(self, key: str) -> list[KubeObject]:
+        namespace, _ = split_key(key)
+        out = []
+        for name in sorted(self._run_pods.get(key, ())):
+            pod = self.pods.get(namespace, name)
+            if pod is not None:
+                out.append(pod)
+        return out
+
+    def freshest_run(self, key: str) -> KubeObject | None:
+        namespace, name = split_key(key)
+        cached = self.runs.get(namespace, name)
+        written = self._written.get(key)
+        if cached is None:
+            return None
+        if (
+            written is not None
+            and written.get("metadata", {}).get("uid") == cached.get("metadata", {}).get("uid")
+            and resource_version(written) > resource_version(cached)
+        ):
+            return written
+        return cached
+
+    async def definition_for(self, namespace: str, dag: str, hash_: str) -> DagSpec | None:
+        """The pinned definition (snapshot ConfigMap), cached in memory by hash."""
+        cached = self._definitions.get((namespace, hash_))
+        if cached is not None:
+            return cached
+        try:
+            configmap = await self.writer.get(CONFIGMAPS, namespace, definition_configmap_name(dag, hash_))
+        except ApiError as exc:
+            raise RetryLater(f"reading the definition snapshot: {exc}") from exc
+        if configmap is None:
+            return None
+        spec = load_snapshot(configmap)
+        self._definitions[(namespace, hash_)] = spec
+        return spec
+
+    # -- the reconcile --------------------------------------------------------------------------
+
+    async def reconcile(self, key: str) -> None:
+        started = time.perf_counter()
+        try:
+            await self._reconcile(key)
+        finally:
+            self.metrics.reconciled(time.perf_counter() - started)
+
+    async def _reconcile(self, key: str) -> None:
+        obj = self.freshest_run(key)
+        if obj is None:
+            self._finished_marks.pop(key, None)
+            return
+        namespace, name = split_key(key)
+        try:
+            view = run_view(obj, self.settings.run_defaults)
+        except RunViewError as exc:
+            self._event(obj, EmitEvent("Warning", INVALID_RUN, str(exc)))
+            log.warning("cannot read DAGRun", extra={"run": key, "error": str(exc)})
+            return
+        if view.status.phase in TERMINAL_RUN_PHASES and view.retry_generation <= _retried(view.status):
+            await self._settle_pods(key, None, view.status)
+            self._reports.pop(key, None)
+            self._finished_marks.pop(key, None)
+            return
+        dag = await self._resolve_definition(key, obj, view)
+        if dag is None:
+            return
+        now = self.clock()
+        observations = await self._observations(key, dag, view, now)
+        try:
+            actions = plan(dag, view, observations, now, self.settings.plan)
+        except PlanError as exc:
+            self._event(obj, EmitEvent("Warning", INVALID_RUN, str(exc)))
+            log.warning("cannot plan DAGRun", extra={"run": key, "error": str(exc)})
+            return
+        stored_status = view.status
+        update = next((a for a in actions if isinstance(a, UpdateRunStatus)), None)
+        if update is not None:
+            planned = {"actions": actions}
+
+            def compute(current: KubeObject) -> KubeObject | None:
+                if current.get("metadata", {}).get("uid") != view.uid:
+                    planned["actions"] = []
+                    return None
+                if resource_version(current) != resource_version(obj):
+                    fresh = run_view(current, self.settings.run_defaults)
+                    planned["actions"] = plan(dag, fresh, observations, now, self.settings.plan)
+                chosen = next((a for a in planned["actions"] if isinstance(a, UpdateRunStatus)), None)
+                return status_body(chosen.status) if chosen is not None else None
+
+            try:
+                stored = await self.writer.update_status(DAGRUNS, namespace, name, compute)
+            except (RunViewError, PlanError) as exc:
+                log.warning("cannot plan DAGRun", extra={"run": key, "error": str(exc)})
+                return
+            if stored is None:
+                return
+            self._written[key] = stored
+            actions = planned["actions"]
+            stored_status = DagRunStatus.model_validate(stored.get("status") or {})
+            self._record_run_end(view.status, stored_status)
+        await self._execute(key, obj, dag, view, actions)
+        self._prune_reports(key, stored_status)
+        await self._settle_pods(key, dag, stored_status)
+
+    async def _resolve_definition(self, key: str, obj: KubeObject, view: RunView) -> DagSpec | None:
+        namespace = view.namespace
+        pinned = view.status.definitionHash or view.spec.definitionHash
+        if pinned:
+            try:
+                spec = await self.definition_for(namespace, view.dag, pinned)
+            except SnapshotError as exc:
+                await self._fail_run(key, view, DEFINITION_MISSING, f"definition {pinned}: {exc}")
+                return None
+            if spec is None:
+                if view.status.definitionHash is None:
+                    message = (
+                        f"DAG '{view.dag}' version {pinned} (spec.definitionHash) has no definition "
+                        f"snapshot {definition_configmap_name(view.dag, pinned)}"
+                    )
+                else:
+                    message = (
+                        f"the definition this run started with ({pinned}) is gone: ConfigMap "
+                        f"{definition_configmap_name(view.dag, pinned)} not found"
+                    )
+                await self._fail_run(key, view, DEFINITION_MISSING, message)
+            return spec
+        if not self.dags.has_synced:
+            raise RetryLater("DAG cache not synced yet")
+        dag_obj = self.dags.get(namespace, view.dag)
+        if dag_obj is None:
+            await self._fail_run(
+                key, view, DEFINITION_MISSING, f"DAG '{view.dag}' not found in namespace {namespace}"
+            )
+            return None
+        try:
+            spec = DagSpec.model_validate(dag_obj.get("spec") or {})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            await self._fail_run(
+                key, view, DEFINITION_MISSING, f"DAG '{view.dag}' is unreadable: {where}: {first['msg']}"
+            )
+            return None
+        await self._store_snapshot(obj, view, spec)
+        self._definitions[(namespace, spec.definitionHash)] = spec
+        return spec
+
+    async def _store_snapshot(self, obj: KubeObject, view: RunView, spec: DagSpec) -> None:
+        body = snapshot_configmap(view.dag, spec, view.namespace)
+        owner = {"apiVersion": API_VERSION, "kind": "DAGRun", "name": view.name, "uid": view.uid}
+        body["metadata"]["ownerReferences"] = [owner]
+        try:
+            created = await self.writer.create(CONFIGMAPS, view.namespace, body)
+            if created.created:
+                return
+            owners = created.object.get("metadata", {}).get("ownerReferences") or []
+            if any(o.get("uid") == view.uid for o in owners):
+                return
+            # Runs of one version share the snapshot: each is an owner, so it lives as long as the last.
+            patch: list[dict[str, Any]] = [
+                {"op": "add", "path": "/metadata/ownerReferences/-", "value": owner}
+            ]
+            if not owners:
+                patch = [{"op": "add", "path": "/metadata/ownerReferences", "value": [owner]}]
+            await self.writer.call(
+                "patch",
+                "PATCH",
+                CONFIGMAPS.path(view.namespace, body["metadata"]["name"]),
+                body=patch,
+                content_type=JSON_PATCH,
+            )
+        except ApiError as exc:
+            raise RetryLater(f"storing the definition snapshot: {exc}") from exc
+
+    async def _fail_run(self, key: str, view: RunView, reason: str, message: str) -> None:
+        namespace, name = split_key(key)
+        now = self.clock()
+
+        def compute(current: KubeObject) -> KubeObject | None:
+            if current.get("metadata", {}).get("uid") != view.uid:
+                return None
+            status = DagRunStatus.model_validate(current.get("status") or {})
+            if status.phase in TERMINAL_RUN_PHASES:
+                return None
+            return status_body(failed_run_status(status, reason, message, now))
+
+        stored = await self.writer.update_status(DAGRUNS, namespace, name, compute)
+        if stored is not None:
+            self._written[key] = stored
+            self._event(stored, EmitEvent("Warning", "RunFailed", message))
+        log.warning("run failed before it started", extra={"run": key, "reason": reason, "detail": message})
+
+    # -- observations ---------------------------------------------------------------------------
+
+    async def _observations(self, key: str, dag: DagSpec, view: RunView, now: datetime) -> list[Observation]:
+        observations: list[Observation] = []
+        seen: set[str] = set()
+        for pod in self.run_pods(key):
+            name = str(pod["metadata"].get("name", ""))
+            context = PodContext(deleted_by_controller=name in self._deleted_by_us)
+            observed = observe_pod(
+                pod, dag=dag, run_uid=view.uid, now=now, context=context, settings=self.settings.classify
+            )
+            if observed is not None:
+                observations.append(observed)
+                seen.add(name)
+        observations.extend(await self._missing_pods(key, dag, view, seen, now))
+        observations.extend(self._reports.get(key, ()))
+        return observations
+
+    async def _missing_pods(
+        self, key: str, dag: DagSpec, view: RunView, seen: set[str], now: datetime
+    ) -> list[Observation]:
+        """An in-flight attempt whose pod is not in the (synced) cache: after a grace, a live GET
+        decides; a pod that is really gone was deleted by someone (or never admitted)."""
+        if not self.pods.has_synced or view.status.phase in TERMINAL_RUN_PHASES:
+            return []
+        loop_now = asyncio.get_running_loop().time()
+        out: list[Observation] = []
+        for task, item in in_flight_units(view.status):
+            detail = view.status.tasks.get(detail_key(task, item))
+            pod_name = detail.pod if detail is not None else None
+            if not pod_name or pod_name in seen:
+                continue
+            attempt = detail.attempt if detail is not None else 1
+            refused = self._create_errors.pop(pod_name, None)
+            if refused is not None:
+                status = PodObservation(PodPhase.FAILED, FailureReason.ADMISSION_REJECTED, refused)
+                out.append(PodObserved(task, item, attempt, pod_name, status))
+                continue
+            since = self._missing_since.setdefault(pod_name, self._created_at.get(pod_name, loop_now))
+            if loop_now - since < self.settings.missing_pod_grace:
+                self.queue.add_at(key, since + self.settings.missing_pod_grace)
+                continue
+            try:
+                live = await self.writer.get(PODS, view.namespace, pod_name)
+            except ApiError as exc:
+                raise RetryLater(f"checking pod {pod_name}: {exc}") from exc
+            if live is not None:
+                observed = observe_pod(
+                    live, dag=dag, run_uid=view.uid, now=now, settings=self.settings.classify
+                )
+                if observed is not None:
+                    out.append(observed)
+                continue
+            self._missing_since.pop(pod_name, None)
+            context = PodContext(deleted=True, deleted_by_controller=pod_name in self._deleted_by_us)
+            status = classify({"metadata": {"name": pod_name}, "status": {}}, now=now, context=context)
+            out.append(PodObserved(task, item, attempt, pod_name, status))
+        return out
+
+    def _prune_reports(self, key: str, status: DagRunStatus) -> None:
+        """Forgets agent reports once the stored status no longer has their attempt in flight."""
+        reports = self._reports.get(key)
+        if not reports:
+            return
+        in_flight = set()
+        for task, item in in_flight_units(status):
+            detail = status.tasks.get(detail_key(task, item))
+            in_flight.add((task, item, detail.attempt if detail is not None else 1))
+        kept: list[Observation] = [
+            r
+            for r in reports
+            if isinstance(r, AgentStarted | AgentFinished) and (r.task, r.item, r.attempt) in in_flight
+        ]
+        if kept:
+            self._reports[key] = kept
+        else:
+            del self._reports[key]
+
+    # -- actions --------------------------------------------------------------------------------
+
+    async def _execute(
+        self, key: str, obj: KubeObject, dag: DagSpec, view: RunView, actions: list[Action]
+    ) -> None:
+        deletes = [a for a in actions if isinstance(a, DeletePod)]
+        creates = [a for a in actions if isinstance(a, CreatePod)]
+        for action in actions:
+            if isinstance(action, StartSensor | StopSensor):
+                self._sensor(obj, dag, action)
+            elif isinstance(action, EmitEvent):
+                self._event(obj, action)
+            elif isinstance(action, RequeueAt):
+                delay = (action.at - self.clock()).total_seconds()
+                self.queue.add_after(key, max(delay, 0.0))
+        mark = self._finished_marks.pop(key, None)
+        results = await asyncio.gather(
+            *(self._delete(view.namespace, a) for a in deletes),
+            *(self._create(key=key, obj=obj, dag=dag, view=view, action=a, mark=mark) for a in creates),
+            return_exceptions=True,
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        for failure in failures:
+            if not isinstance(failure, ApiError):
+                raise failure
+        if failures:
+            raise RetryLater(f"{len(failures)} pod operation(s) failed: {failures[0]}")
+
+    async def _delete(self, namespace: str, action: DeletePod) -> None:
+        cached = self.pods.get(namespace, action.name)
+        uid = cached.get("metadata", {}).get("uid") if cached is not None else None
+        self._deleted_by_us.add(action.name)
+        if await self.writer.delete_pod(namespace, action.name, uid=uid):
+            self.metrics.pod_deleted()
+            log.info("deleted pod", extra={"pod": action.name, "reason": action.reason})
+
+    async def _create(
+        self,
+        *,
+        key: str,
+        obj: KubeObject,
+        dag: DagSpec,
+        view: RunView,
+        action: CreatePod,
+        mark: tuple[float, str] | None,
+    ) -> None:
+        pod = action.pod
+        metadata = pod["metadata"]
+        metadata["finalizers"] = [RESULT_FINALIZER]
+        if self.settings.pod_annotations is not None:
+            extra = self.settings.pod_annotations(pod)
+            if extra:
+                metadata["annotations"] = {**metadata.get("annotations", {}), **extra}
+        try:
+            result = await self.writer.create_pod(view.namespace, pod)
+        except ApiError as exc:
+            if exc.transient:
+                self.metrics.pod_created("failed")
+                raise
+            # Refused for good (invalid, forbidden by quota or policy): the next decision records it.
+            self.metrics.pod_created("failed")
+            self._create_errors[action.name] = f"pod refused by the API server: {exc}"
+            self._missing_since[action.name] = 0.0
+            self.queue.add(key)
+            return
+        self._created_at[action.name] = asyncio.get_running_loop().time()
+        if result.created:
+            self.metrics.pod_created("created")
+            if mark is not None and dag.tasks[action.task].upstreams:
+                self.metrics.task_transition(mark[1], time.perf_counter() - mark[0])
+            return
+        attempt = AttemptKey(view.uid, dag.tasks[action.task].name, action.item, action.attempt)
+        if is_same_attempt(result.object, attempt):
+            self.metrics.pod_created("adopted")
+            return
+        self.metrics.pod_created("failed")
+        self._event(
+            obj,
+            EmitEvent(
+                "Warning",
+                "PodNameCollision",
+                f"pod {action.name} exists but belongs to another attempt; not adopting it",
+            ),
+        )
+
+    def _sensor(self, obj: KubeObject, dag: DagSpec, action: StartSensor | StopSensor) -> None:
+        if isinstance(action, StartSensor):
+            task = dag.tasks[action.task].name
+            self._event(
+                obj,
+                EmitEvent(
+                    "Warning",
+                    "SensorsUnavailable",
+                    f"sensor task '{task}' waits: this controller does not run sensors yet",
+                ),
+            )
+
+    def _event(self, obj: KubeObject, action: EmitEvent) -> None:
+        involved = {
+            **obj,
+            "apiVersion": obj.get("apiVersion", API_VERSION),
+            "kind": obj.get("kind", "DAGRun"),
+        }
+        task = asyncio.get_running_loop().create_task(
+            self.writer.create_event(involved, action.reason, action.message, type=action.type)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _record_run_end(self, before: DagRunStatus, after: DagRunStatus) -> None:
+        if before.phase in TERMINAL_RUN_PHASES or after.phase not in TERMINAL_RUN_PHASES:
+            return
+        start = _parse(after.startTime)
+        end = _parse(after.completionTime)
+        if start is not None and end is not None:
+            self.metrics.run_finished(after.phase.value, (end - start).total_seconds())
+
+    # -- pods whose result is recorded ----------------------------------------------------------
+
+    async def _settle_pods(self, key: str, dag: DagSpec | None, status: DagRunStatus) -> None:
+        """Drops the result finalizer from pods the stored status no longer needs, then applies
+        the cleanup policy to failed pods."""
+        namespace, _ = split_key(key)
+        now = self.clock()
+        for pod in self.run_pods(key):
+            meta = pod.get("metadata") or {}
+            name = str(meta.get("name", ""))
+            if has_result_finalizer(pod):
+                if dag is None or result_recorded(pod, dag, status):
+                    await drop_result_finalizer(self.writer, namespace, pod)
+                continue
+            if meta.get("deletionTimestamp"):
+                continue
+            expiry = failed_pod_expiry(pod, self.settings.cleanup)
+            if expiry is None:
+                continue
+            if expiry <= now:
+                await self._delete(namespace, DeletePod(name, "failed pod TTL expired"))
+            else:
+                self.queue.add_after(key, (expiry - now).total_seconds())
+
+
+def _terminal_phase(pod: Mapping[str, Any]) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def _retried(status: DagRunStatus) -> int:
+    for cond in status.conditions:
+        if cond.type == "Retried" and cond.observedGeneration is not None:
+            return cond.observedGeneration
+    return 0
+
+
+def _parse(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+__all__ = [
+    "PodAnnotator",
+    "ReconcileSettings",
+    "RetryLater",
+    "RunReconciler",
+    "failed_run_status",
+    "in_flight_units",
+    "run_key",
+    "status_body",
+]

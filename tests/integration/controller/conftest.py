@@ -1,0 +1,172 @@
+"""An in-process controller scoped to the test's namespace, DAGs compiled from leoflow.yaml text,
+and KWOK annotations per task and attempt so simulated pods succeed, fail or stall on cue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from leoflow.controller.app import Controller, ControllerSettings
+from leoflow.controller.podnames import ATTEMPT_LABEL, TASK_LABEL
+from leoflow.controller.reconcile import ReconcileSettings
+from leoflow.dev.kwok import simulated_pod_placement
+from leoflow.dev.testing import ClusterHandle
+from leoflow.spec.compiler import compile_text
+
+CRDS = Path(__file__).resolve().parents[3] / "manifests" / "crds"
+SUCCEED = {"kwok.leoflow.io/succeed-after": "200ms"}
+
+
+def fail(reason: str = "Error", exit_code: int = 1, after: str = "200ms") -> dict[str, str]:
+    return {
+        "kwok.leoflow.io/fail-after": after,
+        "kwok.leoflow.io/fail-reason": reason,
+        "kwok.leoflow.io/exit-code": str(exit_code),
+    }
+
+
+@dataclass
+class KwokScript:
+    """Annotations by task name, and optionally by attempt (``{"t": {1: fail(), 2: SUCCEED}}``);
+    tasks not named succeed. Tests change it while a run goes on."""
+
+    tasks: dict[str, Mapping[str, str] | Mapping[int, Mapping[str, str]]] = field(default_factory=dict)
+
+    def __call__(self, pod: Mapping[str, Any]) -> Mapping[str, str]:
+        labels = pod["metadata"]["labels"]
+        rule = self.tasks.get(labels[TASK_LABEL])
+        if rule is None:
+            return SUCCEED
+        by_attempt = {k: v for k, v in rule.items() if isinstance(k, int)}
+        if by_attempt:
+            return dict(by_attempt.get(int(labels[ATTEMPT_LABEL]), SUCCEED))
+        return {str(k): str(v) for k, v in rule.items()}
+
+
+@pytest.fixture(scope="module")
+def crds(cluster: ClusterHandle) -> Iterator[ClusterHandle]:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
+    for name in ("dags.leoflow.io", "dagruns.leoflow.io"):
+        cluster.kubectl("wait", "--for", "condition=Established", "--timeout=60s", f"crd/{name}")
+    yield cluster
+
+
+def dag_yaml(name: str, tasks: str, *, defaults: str = "") -> str:
+    placement = simulated_pod_placement()
+    return (
+        f"dag: {name}\nimage: registry.local/app:1\n"
+        f"defaults: {{nodeSelector: {json.dumps(placement['nodeSelector'])}, "
+        f"tolerations: {json.dumps(placement['tolerations'])}{', ' + defaults if defaults else ''}}}\n"
+        f"tasks:\n{tasks}"
+    )
+
+
+class Harness:
+    def __init__(self, cluster: ClusterHandle, namespace: str, kube: Any) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.kube = kube
+        self.script = KwokScript()
+        self.controller: Controller | None = None
+        self._stop: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        done = await asyncio.to_thread(
+            self.cluster.kubectl, *args, "-n", self.namespace, input=input, check=check
+        )
+        return done.stdout
+
+    async def apply_dag(self, text: str) -> str:
+        compiled = compile_text(text)
+        await self.kubectl("apply", "-f", "-", input=json.dumps(compiled.resource(self.namespace)))
+        return compiled.spec.definitionHash
+
+    async def create_run(self, name: str, dag: str, params: Mapping[str, str] | None = None) -> None:
+        run = {
+            "apiVersion": "leoflow.io/v1alpha1",
+            "kind": "DAGRun",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": {"dagName": dag, "params": dict(params or {})},
+        }
+        await self.kubectl("create", "-f", "-", input=json.dumps(run))
+
+    async def start(self, **overrides: Any) -> Controller:
+        reconcile = ReconcileSettings(pod_annotations=self.script, **overrides)
+        settings = ControllerSettings(
+            namespace=self.namespace, leader_elect=False, workers=4, cron_period=0.5, reconcile=reconcile
+        )
+        self.controller = Controller(self.kube, settings, registry=CollectorRegistry())
+        self._stop = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self.controller.run(self._stop))
+        return self.controller
+
+    async def stop(self) -> None:
+        if self._stop is not None and self._task is not None:
+            self._stop.set()
+            await asyncio.wait_for(self._task, 30)
+        self._task = None
+
+    async def kill(self) -> None:
+        """Like SIGKILL: the controller's tasks die wherever they are, nothing is flushed."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
+
+    async def run_object(self, name: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(await self.kubectl("get", "dagrun", name, "-o", "json"))
+        return data
+
+    async def wait_run(
+        self, name: str, until: Callable[[dict[str, Any]], bool], within: float = 60
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + within
+        while True:
+            obj = await self.run_object(name)
+            if until(obj):
+                return obj
+            if time.monotonic() > deadline:
+                raise AssertionError(f"run {name} never got there; last status: {obj.get('status')}")
+            await asyncio.sleep(0.3)
+
+    async def wait_phase(self, name: str, phase: str, within: float = 60) -> dict[str, Any]:
+        return await self.wait_run(name, lambda o: (o.get("status") or {}).get("phase") == phase, within)
+
+    async def pods(self, run: str) -> list[dict[str, Any]]:
+        out = await self.kubectl("get", "pods", "-l", f"leoflow.io/run={run}", "-o", "json")
+        items: list[dict[str, Any]] = json.loads(out)["items"]
+        return items
+
+    async def wait_until_no_pods(self, run: str, within: float = 30) -> None:
+        deadline = time.monotonic() + within
+        while pods := await self.pods(run):
+            if time.monotonic() > deadline:
+                names = [p["metadata"]["name"] for p in pods]
+                raise AssertionError(f"pods of {run} still exist: {names}")
+            await asyncio.sleep(0.3)
+
+    async def events(self, run: str) -> list[dict[str, Any]]:
+        out = await self.kubectl(
+            "get", "events", "--field-selector", f"involvedObject.name={run}", "-o", "json"
+        )
+        items: list[dict[str, Any]] = json.loads(out)["items"]
+        return items
+
+
+@pytest.fixture
+async def harness(crds: ClusterHandle, namespace: str, kube: Any) -> AsyncIterator[Harness]:
+    h = Harness(crds, namespace, kube)
+    try:
+        yield h
+    finally:
+        await h.stop()
+
