@@ -43,6 +43,7 @@ proto-check: venv
 	hack/proto-check.sh
 
 test: setup agent lint
+	cd agent && GOTOOLCHAIN=local go test -count=1 ./...
 	$(BIN)/pytest
 
 unit: venv
