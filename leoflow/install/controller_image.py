@@ -25,6 +25,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -107,21 +108,28 @@ def debian_rootfs(inputs: RootfsInputs, cache: Path) -> Path:
         raise ImageBuildError("debootstrap not found: apt-get install debootstrap")
     if os.geteuid() != 0:
         raise ImageBuildError("debootstrap needs root to build the Debian root filesystem")
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    _run(
-        "debootstrap",
-        [
+    # A partial root of our own: another build of the same inputs may be running at the same time.
+    partial = Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=".partial", dir=cache))
+    try:
+        _run(
             "debootstrap",
-            "--variant=minbase",
-            f"--include={','.join(inputs.packages)}",
-            inputs.suite,
-            str(partial),
-            inputs.mirror,
-        ],
-        timeout=1800,
-    )
-    partial.rename(target)
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(inputs.packages)}",
+                inputs.suite,
+                str(partial),
+                inputs.mirror,
+            ],
+            timeout=1800,
+        )
+        try:
+            partial.rename(target)
+        except OSError:
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return target
 
 
@@ -216,22 +224,21 @@ def build_controller_image(
         if path.is_file() and known["tag"] == tag:
             return images.BuiltImage(tag, path, known["config_digest"], known["layer_digest"])
     rootfs = debian_rootfs(inputs, cache)
-    work = cache / f"controller-work-{key}"
+    work = Path(tempfile.mkdtemp(prefix=f"controller-work-{key}.", dir=cache))
     try:
         root = assemble_root(rootfs, repo, work, pip or Path(sys.executable).with_name("pip"))
         built = images.build_image(controller_spec(root, tag), cache)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    record.write_text(
-        json.dumps(
-            {
-                "tag": built.tag,
-                "path": str(built.path),
-                "config_digest": built.config_digest,
-                "layer_digest": built.layer_digest,
-            }
-        )
-    )
+    written = {
+        "tag": built.tag,
+        "path": str(built.path),
+        "config_digest": built.config_digest,
+        "layer_digest": built.layer_digest,
+    }
+    partial_record = record.with_name(f"{record.name}.{os.getpid()}.partial")
+    partial_record.write_text(json.dumps(written))
+    partial_record.replace(record)
     return built
 
 
