@@ -88,6 +88,53 @@ def new_ca(*, common_name: str, now: datetime.datetime, validity: datetime.timed
     return CertificatePair(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))
 
 
+def issue_leaf(
+    ca: CertificatePair,
+    *,
+    common_name: str,
+    now: datetime.datetime,
+    validity: datetime.timedelta,
+    organizations: tuple[str, ...] = (),
+    dns_names: tuple[str, ...] = (),
+    ip_addresses: tuple[str, ...] = (),
+    server: bool = False,
+    client: bool = False,
+) -> CertificatePair:
+    """A certificate signed by ``ca`` for a server (SANs), a client (CN/O identity) or both.
+
+    Kubernetes reads a client's user from CN and its groups from O, so client certificates carry
+    ``organizations``; servers are verified by SAN only (Go ignores CN).
+    """
+    if not server and not client:
+        raise ValueError("a certificate must be for a server, a client or both")
+    ca_cert = ca.cert
+    ca_key = ca.key
+    key = ec.generate_private_key(ec.SECP256R1())
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH] * server + [ExtendedKeyUsageOID.CLIENT_AUTH] * client
+    subject = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in organizations]
+    subject.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name(subject))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _BACKDATE)
+        .not_valid_after(min(now + validity, ca_cert.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+    )
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+    sans.extend(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    return CertificatePair(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))
+
+
 def issue_serving(
     ca: CertificatePair,
     *,
@@ -98,29 +145,15 @@ def issue_serving(
 ) -> CertificatePair:
     if not dns_names and not ip_addresses:
         raise ValueError("a serving certificate needs at least one DNS name or IP address")
-    ca_cert = ca.cert
-    ca_key = ca.key
-    key = ec.generate_private_key(ec.SECP256R1())
-    not_after = min(now + validity, ca_cert.not_valid_after_utc)
-    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
-    sans.extend(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, (dns_names or ip_addresses)[0])]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _BACKDATE)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
+    return issue_leaf(
+        ca,
+        common_name=(dns_names or ip_addresses)[0],
+        dns_names=dns_names,
+        ip_addresses=ip_addresses,
+        now=now,
+        validity=validity,
+        server=True,
     )
-    return CertificatePair(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))
 
 
 def subject_alternative_names(cert: x509.Certificate) -> tuple[frozenset[str], frozenset[str]]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import ipaddress
 import json
 import logging
 import os
@@ -30,12 +29,11 @@ from pathlib import Path
 
 import yaml
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from leoflow.certs.authority import issue_leaf
 from leoflow.dev import images
 from leoflow.dev.containerd import ContainerdError, NodePaths, delete_bridge, ensure_bridge, write_config
+from leoflow.dev.pki import load_pair, write_pair
 from leoflow.dev.processes import Layout, free_port, pid_of, start, stop
 
 log = logging.getLogger(__name__)
@@ -92,55 +90,31 @@ def _layout(home: Path, log_dir: Path | None = None) -> _NodeLayout:
 
 def _issue(
     env: NodeEnvironment,
-    paths: NodePaths,
     cert_path: Path,
     key_path: Path,
-    subject: x509.Name,
     *,
+    common_name: str,
+    organizations: tuple[str, ...] = (),
+    dns_names: tuple[str, ...] = (),
+    ip_addresses: tuple[str, ...] = (),
     server: bool,
 ) -> None:
-    ca_key = serialization.load_pem_private_key(env.ca_key.read_bytes(), password=None)
-    ca_cert = x509.load_pem_x509_certificate(env.ca_cert.read_bytes())
-    if not isinstance(ca_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
-        raise NodeError(f"{env.ca_key}: unsupported CA key type {type(ca_key).__name__}")
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + _CERT_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH] if server else [ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
+    try:
+        ca = load_pair(env.ca_cert, env.ca_key)
+        pair = issue_leaf(
+            ca,
+            common_name=common_name,
+            organizations=organizations,
+            dns_names=dns_names,
+            ip_addresses=ip_addresses,
+            server=server,
+            client=not server,
+            now=datetime.datetime.now(datetime.UTC),
+            validity=_CERT_VALIDITY,
         )
-    )
-    if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                    x509.IPAddress(ipaddress.ip_address(paths.node_ip)),
-                    x509.DNSName(env.node_name),
-                    x509.DNSName("localhost"),
-                ]
-            ),
-            critical=False,
-        )
-    cert = builder.sign(ca_key, hashes.SHA256())
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    key_path.chmod(0o600)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    except ValueError as err:
+        raise NodeError(f"{env.ca_key}: cannot sign the kubelet's certificates: {err}") from err
+    write_pair(pair, cert_path, key_path)
 
 
 def _signed_by(cert_path: Path, ca_cert: Path) -> bool:
@@ -157,17 +131,25 @@ def _ensure_certs(env: NodeEnvironment, paths: NodePaths) -> None:
     paths.pki.mkdir(parents=True, exist_ok=True)
     client = paths.pki / "kubelet-client.crt"
     if not _signed_by(client, env.ca_cert):
-        subject = x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
-                x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{env.node_name}"),
-            ]
+        _issue(
+            env,
+            client,
+            paths.pki / "kubelet-client.key",
+            common_name=f"system:node:{env.node_name}",
+            organizations=("system:nodes",),
+            server=False,
         )
-        _issue(env, paths, client, paths.pki / "kubelet-client.key", subject, server=False)
     serving = paths.pki / "kubelet-serving.crt"
     if not _signed_by(serving, env.ca_cert):
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, env.node_name)])
-        _issue(env, paths, serving, paths.pki / "kubelet-serving.key", subject, server=True)
+        _issue(
+            env,
+            serving,
+            paths.pki / "kubelet-serving.key",
+            common_name=env.node_name,
+            dns_names=(env.node_name, "localhost"),
+            ip_addresses=("127.0.0.1", paths.node_ip),
+            server=True,
+        )
 
 
 # --- kubelet configuration ----------------------------------------------------------------------

@@ -1,22 +1,22 @@
 """The dev cluster's PKI: one CA, serving and client certificates, the service-account key pair.
 
 Admin access is a client certificate in ``system:masters`` (as envtest does), so the kubeconfig
-needs no token and every component authenticates the same way.
+needs no token and every component authenticates the same way. Certificates are issued by
+:mod:`leoflow.certs.authority`, the same code that issues the webhook's.
 """
 
 from __future__ import annotations
 
 import datetime
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-_VALIDITY = datetime.timedelta(days=365)
+from leoflow.certs.authority import CertificatePair, issue_leaf, new_ca
+
+VALIDITY = datetime.timedelta(days=365)
 
 
 @dataclass(frozen=True)
@@ -48,25 +48,15 @@ class Pki:
         return self.dir / "sa.pub"
 
 
-def _new_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
+def load_pair(cert: Path, key: Path) -> CertificatePair:
+    return CertificatePair(cert.read_bytes(), key.read_bytes())
 
 
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    path.chmod(0o600)
-
-
-def _name(common_name: str, organizations: tuple[str, ...] = ()) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in organizations]
-    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
-    return x509.Name(attrs)
+def write_pair(pair: CertificatePair, cert: Path, key: Path) -> None:
+    """Writes the key first and private (0600), so a reader never sees a cert without its key."""
+    key.write_bytes(pair.key_pem)
+    key.chmod(0o600)
+    cert.write_bytes(pair.cert_pem)
 
 
 def issue(
@@ -81,78 +71,18 @@ def issue(
     client: bool = False,
 ) -> None:
     """Writes ``<name>.crt``/``<name>.key`` signed by the cluster CA."""
-    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
-    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
-    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    key = _new_key()
-    now = datetime.datetime.now(datetime.UTC)
-    usages = [ExtendedKeyUsageOID.SERVER_AUTH] * server + [ExtendedKeyUsageOID.CLIENT_AUTH] * client
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name, organizations))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + _VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_encipherment=False,
-                content_commitment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    pair = issue_leaf(
+        load_pair(pki.ca_cert, pki.ca_key),
+        common_name=common_name,
+        organizations=organizations,
+        dns_names=dns_names,
+        ip_addresses=ip_addresses,
+        server=server,
+        client=client,
+        now=datetime.datetime.now(datetime.UTC),
+        validity=VALIDITY,
     )
-    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
-    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    cert = builder.sign(ca_key, hashes.SHA256())
-    _write_key(pki.key(name), key)
-    pki.cert(name).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-
-def _write_ca(pki: Pki) -> None:
-    key = _new_key()
-    now = datetime.datetime.now(datetime.UTC)
-    subject = _name("leoflow-dev-ca")
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + 10 * _VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_encipherment=False,
-                content_commitment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    _write_key(pki.ca_key, key)
-    pki.ca_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    write_pair(pair, pki.cert(name), pki.key(name))
 
 
 def ensure_pki(home: Path) -> Pki:
@@ -161,7 +91,8 @@ def ensure_pki(home: Path) -> Pki:
     if pki.cert("admin").exists() and pki.sa_pub.exists():
         return pki
     pki.dir.mkdir(parents=True, exist_ok=True)
-    _write_ca(pki)
+    ca = new_ca(common_name="leoflow-dev-ca", now=datetime.datetime.now(datetime.UTC), validity=10 * VALIDITY)
+    write_pair(ca, pki.ca_cert, pki.ca_key)
     issue(
         pki,
         "apiserver",
@@ -179,8 +110,13 @@ def ensure_pki(home: Path) -> Pki:
         organizations=("system:masters",),
         client=True,
     )
-    sa_key = _new_key()
-    _write_key(pki.sa_key, sa_key)
+    sa_key = ec.generate_private_key(ec.SECP256R1())
+    pki.sa_key.write_bytes(
+        sa_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    pki.sa_key.chmod(0o600)
     pki.sa_pub.write_bytes(
         sa_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
