@@ -170,25 +170,36 @@ async def drop_result_finalizer(writer: Writer, namespace: str, pod: Mapping[str
             raise
 
 
+async def release_orphan(writer: Writer, pod: Mapping[str, Any]) -> None:
+    """A pod whose run is gone: drop the result finalizer and delete it."""
+    metadata = pod.get("metadata") or {}
+    namespace = str(metadata.get("namespace", ""))
+    await drop_result_finalizer(writer, namespace, pod)
+    if not metadata.get("deletionTimestamp"):
+        await writer.delete_pod(namespace, str(metadata.get("name", "")), uid=metadata.get("uid"))
+
+
+async def run_is_gone(writer: Writer, runs: Informer, pod: Mapping[str, Any]) -> bool:
+    """Whether the DAGRun that owns ``pod`` (same name and UID) no longer exists: the cache says
+    who might be orphaned, a live GET confirms."""
+    metadata = pod.get("metadata") or {}
+    namespace = str(metadata.get("namespace", ""))
+    run = str((metadata.get("labels") or {}).get(RUN_LABEL, ""))
+    owner = pod_run_uid(pod)
+    cached = runs.get(namespace, run)
+    if cached is not None and (cached.get("metadata") or {}).get("uid") == owner:
+        return False
+    live = await writer.get(DAGRUNS, namespace, run) if run else None
+    return live is None or (live.get("metadata") or {}).get("uid") != owner
+
+
 async def sweep_orphans(writer: Writer, *, pods: Informer, runs: Informer) -> int:
-    """Releases and deletes pods whose DAGRun (by name and UID) no longer exists; returns how many.
-    The run cache says who might be orphaned, a live GET confirms before anything is deleted."""
+    """Releases and deletes every cached pod whose DAGRun no longer exists; returns how many."""
     if not (pods.has_synced and runs.has_synced):
         return 0
     swept = 0
     for pod in pods.list():
-        metadata = pod.get("metadata") or {}
-        namespace = str(metadata.get("namespace", ""))
-        run = str((metadata.get("labels") or {}).get(RUN_LABEL, ""))
-        owner = pod_run_uid(pod)
-        cached = runs.get(namespace, run)
-        if cached is not None and (cached.get("metadata") or {}).get("uid") == owner:
-            continue
-        live = await writer.get(DAGRUNS, namespace, run) if run else None
-        if live is not None and (live.get("metadata") or {}).get("uid") == owner:
-            continue
-        await drop_result_finalizer(writer, namespace, pod)
-        if not metadata.get("deletionTimestamp"):
-            await writer.delete_pod(namespace, str(metadata.get("name", "")), uid=metadata.get("uid"))
-        swept += 1
+        if await run_is_gone(writer, runs, pod):
+            await release_orphan(writer, pod)
+            swept += 1
     return swept

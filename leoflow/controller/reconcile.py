@@ -43,7 +43,9 @@ from leoflow.controller.cleanup import (
     drop_result_finalizer,
     failed_pod_expiry,
     has_result_finalizer,
+    release_orphan,
     result_recorded,
+    run_is_gone,
 )
 from leoflow.controller.kube.errors import ApiError
 from leoflow.controller.kube.informer import EventType, Informer
@@ -288,6 +290,10 @@ class RunReconciler:
         obj = self.freshest_run(key)
         if obj is None:
             self._finished_marks.pop(key, None)
+            if self.runs.has_synced:
+                for pod in self.run_pods(key):
+                    if await run_is_gone(self.writer, self.runs, pod):
+                        await release_orphan(self.writer, pod)
             return
         namespace, name = split_key(key)
         try:

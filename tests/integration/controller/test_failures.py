@@ -1,0 +1,71 @@
+"""Failures the controller must classify and survive, on KWOK pods: image pull errors, OOM kills,
+and a controller killed in the middle of a run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from leoflow.controller.cleanup import CleanupPolicy
+from leoflow.controller.podnames import TASK_LABEL
+from leoflow.controller.podstatus import ClassifySettings
+from tests.integration.controller.conftest import Harness, dag_yaml, fail
+
+CHAIN = (
+    "  extract: {command: [extract]}\n"
+    "  transform: {after: [extract], command: [transform]}\n"
+    "  load: {after: [transform], command: [load]}\n"
+)
+
+
+def _status(obj: dict[str, Any]) -> dict[str, Any]:
+    status: dict[str, Any] = obj.get("status") or {}
+    return status
+
+
+async def test_image_pull_error_fails_the_task_after_the_grace_with_kubelet_message(harness: Harness) -> None:
+    await harness.apply_dag(dag_yaml("pull", "  fetch: {command: [fetch]}\n"))
+    harness.script.tasks = {"fetch": {"kwok.leoflow.io/image-pull": "ImagePullBackOff"}}
+    await harness.start(classify=ClassifySettings(image_pull_grace=3.0))
+    await harness.create_run("r1", "pull")
+    waiting = await harness.wait_run("r1", lambda o: "ImagePullBackOff" in (_status(o).get("message") or ""))
+    assert _status(waiting)["phase"] == "Running"
+    done = await harness.wait_phase("r1", "Failed")
+    message = _status(done)["message"]
+    assert message.startswith("task 'fetch' failed: ImagePullFailed:")
+    assert "Back-off pulling image registry.local/app:1" in message
+
+
+async def test_oom_killed_task_is_named_as_such(harness: Harness) -> None:
+    await harness.apply_dag(dag_yaml("oom", "  hungry: {command: [eat]}\n"))
+    harness.script.tasks = {"hungry": fail(reason="OOMKilled", exit_code=137)}
+    await harness.start()
+    await harness.create_run("r1", "oom")
+    done = await harness.wait_phase("r1", "Failed")
+    assert _status(done)["message"].startswith("task 'hungry' failed: OOMKilled:")
+
+
+async def test_controller_killed_mid_run_adopts_its_pods_and_creates_no_duplicates(harness: Harness) -> None:
+    await harness.apply_dag(dag_yaml("restart", CHAIN))
+    harness.script.tasks = {"extract": {"kwok.leoflow.io/succeed-after": "3s"}}
+    policy = CleanupPolicy(delete_succeeded=False)
+    await harness.start(cleanup=policy)
+    await harness.create_run("r1", "restart")
+    await harness.wait_run("r1", lambda o: _status(o).get("taskStates") == "r..")
+    await harness.kill()
+    # The pod finishes while no controller runs: its result must not be lost.
+    await harness.start(cleanup=policy)
+    done = await harness.wait_phase("r1", "Succeeded")
+    assert _status(done)["taskStates"] == "SSS"
+    per_task = Counter(p["metadata"]["labels"][TASK_LABEL] for p in await harness.pods("r1"))
+    assert per_task == {"extract": 1, "transform": 1, "load": 1}
+
+
+async def test_deleted_run_leaves_no_pod_behind(harness: Harness) -> None:
+    await harness.apply_dag(dag_yaml("gone", "  slow: {command: [sleep]}\n"))
+    harness.script.tasks = {"slow": {"kwok.leoflow.io/succeed-after": "10m"}}
+    await harness.start()
+    await harness.create_run("r1", "gone")
+    await harness.wait_run("r1", lambda o: _status(o).get("taskStates") == "r")
+    await harness.kubectl("delete", "dagrun", "r1", "--wait=false")
+    await harness.wait_until_no_pods("r1", within=90)
