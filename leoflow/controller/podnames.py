@@ -16,12 +16,28 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-INJECT_LABEL = "leoflow.io/inject"
-DAG_LABEL = "leoflow.io/dag"
-RUN_LABEL = "leoflow.io/run"
-TASK_LABEL = "leoflow.io/task"
+# The labels the webhook's env and the controller's pods share are defined once, in agent_inject.
+from leoflow.agent_inject.names import ATTEMPT_LABEL, DAG_LABEL, INJECT_LABEL, RUN_LABEL, TASK_LABEL
+
+__all__ = [
+    "ATTEMPT_ANNOTATION",
+    "ATTEMPT_LABEL",
+    "DAG_LABEL",
+    "DEFINITION_ANNOTATION",
+    "INJECT_LABEL",
+    "ITEM_LABEL",
+    "MAIN_CONTAINER",
+    "MANAGED_BY",
+    "MANAGED_BY_LABEL",
+    "RUN_LABEL",
+    "TASK_LABEL",
+    "AttemptKey",
+    "attempt_pod_name",
+    "is_same_attempt",
+    "pod_labels",
+]
+
 ITEM_LABEL = "leoflow.io/item"
-ATTEMPT_LABEL = "leoflow.io/attempt"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "leoflow"
 ATTEMPT_ANNOTATION = "leoflow.io/attempt-id"
