@@ -1,34 +1,16 @@
-"""Fixtures for tests that run the real leoflow-agent binary: it is built once per session
-with the same flags as ``make agent`` (hack/build-agent.sh). A missing Go toolchain fails the
-session loudly instead of skipping: these tests are the agent's contract."""
+"""Fixtures for tests that run the real leoflow-agent binary (``agent_binary``, built once per
+session by tests/conftest.py with the same flags as ``make agent``)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def agent_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("go") is None:
-        pytest.fail(
-            "the Go toolchain (go) is not on PATH: it is needed to build leoflow-agent", pytrace=False
-        )
-    out = tmp_path_factory.mktemp("agent-bin") / "leoflow-agent"
-    done = subprocess.run(
-        [str(REPO / "hack/build-agent.sh"), str(out), "test"], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        pytest.fail(f"building leoflow-agent failed:\n{done.stderr}", pytrace=False)
-    return out
 
 
 @dataclass

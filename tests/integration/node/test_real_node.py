@@ -21,7 +21,6 @@ from leoflow.dev.testing import ClusterHandle
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
 Pod = dict[str, Any]
-AGENT_BINARY = Path(__file__).resolve().parents[3] / "agent" / "bin" / "leoflow-agent"
 
 
 def container(command: str, name: str = "main", **extra: Any) -> dict[str, Any]:
@@ -261,11 +260,10 @@ def test_image_built_from_a_directory_runs_on_the_real_node(
     assert cluster.kubectl("logs", "fromdir", "-n", namespace).stdout == "task ran with hello\n"
 
 
-@pytest.mark.skipif(not AGENT_BINARY.is_file(), reason=f"{AGENT_BINARY} not built yet")
 def test_agent_image_installs_the_agent_into_a_shared_volume(
-    cluster: ClusterHandle, namespace: str, real_node: str
+    cluster: ClusterHandle, namespace: str, real_node: str, agent_binary: Path
 ) -> None:
-    built = load_image(cluster.home, images.agent_spec(AGENT_BINARY))
+    built = load_image(cluster.home, images.agent_spec(agent_binary))
     mount = [{"name": "agent", "mountPath": "/opt/leoflow"}]
     install = {
         "name": "install",

@@ -3,9 +3,6 @@ wrapped command runs, its output is the container's log and its exit code is the
 
 No controller listens at the injected address, which is the documented degraded mode: the agent
 loses its reports but never stops the task from running.
-
-The real node is started by tests/integration/node's session fixture; this test uses it when it
-is up (as in a full run, where those tests come first) and skips otherwise.
 """
 
 from __future__ import annotations
@@ -25,30 +22,16 @@ from .conftest import AGENT_IMAGE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
-AGENT_BINARY = Path(__file__).resolve().parents[3] / "agent" / "bin" / "leoflow-agent"
-
-
-def real_node_ready(cluster: ClusterHandle) -> bool:
-    listed = cluster.kubectl("get", "nodes", "-l", "leoflow.io/node-type=real", "-o", "json")
-    nodes = json.loads(listed.stdout)
-    return any(
-        c["type"] == "Ready" and c["status"] == "True"
-        for node in nodes["items"]
-        for c in node.get("status", {}).get("conditions", [])
-    )
 
 
 def finished(pod: dict[str, Any]) -> bool:
     return pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
 
 
-@pytest.mark.skipif(not AGENT_BINARY.is_file(), reason=f"{AGENT_BINARY} not built yet (make agent)")
 def test_injected_pod_runs_the_wrapped_command_with_its_output_and_exit_code(
-    cluster: ClusterHandle, namespace: str, active_webhook: str
+    cluster: ClusterHandle, namespace: str, active_webhook: str, agent_binary: Path, real_node: str
 ) -> None:
-    if not (cluster.has_real_node or real_node_ready(cluster)):
-        pytest.skip("no real node is up in this session")
-    built = load_image(cluster.home, images.agent_spec(AGENT_BINARY))
+    built = load_image(cluster.home, images.agent_spec(agent_binary))
     assert built.tag == AGENT_IMAGE
     manifest = {
         "apiVersion": "v1",
