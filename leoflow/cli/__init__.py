@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "leoflow.cli.spec",
     "leoflow.cli.install",
     "leoflow.cli.runs",
+    "leoflow.cli.demo",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -16,6 +16,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Coroutine
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -259,12 +260,19 @@ async def _describe(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def describe_text(run: KubeObject, spec: DagSpec, pods_present: set[str], namespace: str) -> str:
+def describe_text(
+    run: KubeObject,
+    spec: DagSpec,
+    pods_present: set[str],
+    namespace: str,
+    *,
+    seen: dict[str, show.Seen] | None = None,
+) -> str:
     now = show.now_utc()
     meta, run_spec = run.get("metadata") or {}, run.get("spec") or {}
     status = run_status(run)
     name = str(meta.get("name", ""))
-    rows = show.task_rows(spec, status, run=name, run_uid=str(meta.get("uid", "")), now=now)
+    rows = show.task_rows(spec, status, run=name, run_uid=str(meta.get("uid", "")), now=now, seen=seen)
     lines = [
         f"Name:          {name}",
         f"Namespace:     {namespace}",
@@ -307,15 +315,13 @@ def describe_text(run: KubeObject, spec: DagSpec, pods_present: set[str], namesp
 
 async def _watch(args: argparse.Namespace) -> int:
     async with connect(args) as kube:
-        run = await kube.get(DAGRUNS, args.name, "run")
-        spec = await run_definition(kube, run)
-        live = sys.stdout.isatty() and not args.plain
-        follow = _follow_live if live else _follow_plain
         try:
-            run = await asyncio.wait_for(follow(kube, args.name, run, spec), args.timeout)
+            run = await asyncio.wait_for(
+                follow_run(kube, args.name, live=sys.stdout.isatty() and not args.plain, seen=SeenTimes()),
+                args.timeout,
+            )
         except TimeoutError:
             raise CommandError(f"run {args.name!r} did not finish within {args.timeout:g} s") from None
-        spec = await run_definition(kube, run)
     status = run_status(run)
     print(f"run {args.name} {status.phase.value}" + (f": {status.message}" if status.message else ""))
     return EXIT_OK if status.phase is RunPhase.SUCCEEDED else EXIT_FAILED
@@ -350,51 +356,47 @@ class SeenTimes:
         units += [(f"{k}/{i}", c) for k, codes in status.items.items() for i, c in enumerate(codes)]
         for key, code in units:
             seen = self.times.get(key, show.Seen())
-            if code in "rw" and seen.started is None:
+            if code in "qrw" and seen.started is None:
                 seen = show.Seen(started=now)
             if code in "SFUKC" and seen.finished is None and seen.started is not None:
                 seen = show.Seen(started=seen.started, finished=now)
             self.times[key] = seen
 
 
-async def _follow_plain(kube: Kube, name: str, run: KubeObject, spec: DagSpec) -> KubeObject:
+async def follow_run(kube: Kube, name: str, *, live: bool, seen: SeenTimes) -> KubeObject:
+    """Polls the run until it ends, drawing it live (a terminal) or as one line per change.
+
+    Polling one object every half second costs the API server less than a watch's bookkeeping
+    and survives API server restarts without resuming logic.
+    """
+    run = await kube.get(DAGRUNS, name, "run")
+    spec = await run_definition(kube, run)
     before: DagRunStatus | None = None
     phase = ""
-    while True:
-        status = run_status(run)
-        if status.phase.value != phase:
-            phase = status.phase.value
-            print(f"{show.now_utc():%H:%M:%S} run {name}: {phase}", flush=True)
-        for line in show.transitions(spec, before, status):
-            done = show.done_count(status)
-            print(f"{show.now_utc():%H:%M:%S} {line}  [{done}/{len(spec.tasks)}]", flush=True)
-        before = status
-        if _finished(run):
-            return run
-        await asyncio.sleep(POLL_SECONDS)
-        run = await _poll(kube, name)
-        spec = await _matching_definition(kube, run, spec)
-
-
-async def _matching_definition(kube: Kube, run: KubeObject, spec: DagSpec) -> DagSpec:
-    """Before the controller pins a version the live DAG is shown; re-read once the pin differs."""
-    pinned = (run.get("status") or {}).get("definitionHash")
-    return spec if not pinned or pinned == spec.definitionHash else await run_definition(kube, run)
-
-
-async def _follow_live(kube: Kube, name: str, run: KubeObject, spec: DagSpec) -> KubeObject:
-    seen = SeenTimes()
-    with LiveRun(name, spec) as view:
+    with ExitStack() as stack:
+        view = stack.enter_context(LiveRun(name, spec)) if live else None
         while True:
             status = run_status(run)
             seen.update(status)
-            view.update(run, status, seen.times)
+            if view is not None:
+                view.spec = spec
+                view.update(run, status, seen.times)
+            else:
+                if status.phase.value != phase:
+                    phase = status.phase.value
+                    print(f"{show.now_utc():%H:%M:%S} run {name}: {phase}", flush=True)
+                for line in show.transitions(spec, before, status):
+                    done = show.done_count(status)
+                    print(f"{show.now_utc():%H:%M:%S} {line}  [{done}/{len(spec.tasks)}]", flush=True)
+                before = status
             if _finished(run):
                 return run
             await asyncio.sleep(POLL_SECONDS)
             run = await _poll(kube, name)
-            spec = await _matching_definition(kube, run, spec)
-            view.spec = spec
+            pinned = (run.get("status") or {}).get("definitionHash")
+            if pinned and pinned != spec.definitionHash:
+                # Before the controller pins a version the live DAG is shown; re-read once they differ.
+                spec = await run_definition(kube, run)
 
 
 # logs
