@@ -1,0 +1,103 @@
+"""The run engine's ``ReportSink``: agent reports become planner observations, at once.
+
+The agent server (``agentserver.py``) hands over reports whose identity it has verified; this sink
+finds the pod in the pod cache (by namespace and name, same UID), maps its labels to the task index
+of the run's pinned definition, fences stale attempts (the run status must still have exactly this
+attempt in flight) and buffers the observation in the reconciler until the run status records the
+attempt's outcome, queueing the run so the downstream pods are created without waiting for the
+pod watch. Reports buffered in memory are lost if the controller dies: the agent's termination
+message and the pod watch then carry the same result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from leoflow.controller.agentserver import AgentIdentity, AgentReport, StaleAttempt, UnknownPod
+from leoflow.controller.kube.transport import PODS
+from leoflow.controller.observations import AgentFinished, AgentStarted
+from leoflow.controller.planner import detail_key
+from leoflow.controller.podnames import ATTEMPT_LABEL, ITEM_LABEL, RUN_LABEL, TASK_LABEL
+from leoflow.controller.reconcile import RunReconciler, in_flight_units, run_key
+from leoflow.spec.resources import DagRunStatus
+
+CACHE_WAIT_SECONDS = 2.0
+"""A report can beat the pod informer: the pod the agent runs in is that new."""
+_SIGNAL_EXIT_BASE = 128
+
+
+class RunReportSink:
+    def __init__(self, reconciler: RunReconciler, cache_wait: float = CACHE_WAIT_SECONDS) -> None:
+        self.reconciler = reconciler
+        self.cache_wait = cache_wait
+
+    async def report(self, report: AgentReport) -> None:
+        key, task, item, attempt = await self._resolve(report.identity)
+        if report.kind == "started":
+            self.reconciler.add_report(key, AgentStarted(task, item, attempt, report.at))
+        elif report.kind == "finished":
+            exit_code = report.exit_code
+            if exit_code is None:
+                exit_code = _SIGNAL_EXIT_BASE + report.signal if report.signal is not None else -1
+            self.reconciler.mark_finished(key, "agent")
+            self.reconciler.add_report(
+                key,
+                AgentFinished(
+                    task,
+                    item,
+                    attempt,
+                    exit_code,
+                    report.at,
+                    outputs=dict(report.outputs),
+                    oom=report.oom,
+                    agent_error=report.agent_error,
+                    outputs_error=report.outputs_error,
+                ),
+            )
+
+    async def wait_start(self, identity: AgentIdentity) -> None:
+        # The status records an attempt before its pod is created, so a resolvable, current
+        # attempt may always start; a fenced one is refused.
+        await self._resolve(identity)
+
+    async def _resolve(self, identity: AgentIdentity) -> tuple[str, int, int | None, int]:
+        pod = await self._pod(identity)
+        labels: Mapping[str, Any] = (pod.get("metadata") or {}).get("labels") or {}
+        run = str(labels.get(RUN_LABEL, ""))
+        key = run_key(identity.namespace, run)
+        obj = self.reconciler.freshest_run(key)
+        if obj is None:
+            raise StaleAttempt(f"run {key} no longer exists")
+        status = DagRunStatus.model_validate(obj.get("status") or {})
+        if not status.definitionHash:
+            raise StaleAttempt(f"run {key} has not started")
+        dag_name = str((obj.get("spec") or {}).get("dagName", ""))
+        # RetryLater and API errors propagate: the server answers UNAVAILABLE and the agent retries.
+        dag = await self.reconciler.definition_for(identity.namespace, dag_name, status.definitionHash)
+        task = dag.task_index().get(str(labels.get(TASK_LABEL, ""))) if dag is not None else None
+        attempt_text = str(labels.get(ATTEMPT_LABEL, ""))
+        item_text = labels.get(ITEM_LABEL)
+        if task is None or not attempt_text.isdigit():
+            raise UnknownPod(f"pod {identity.namespace}/{identity.pod} is not a task of run {key}")
+        item = int(item_text) if isinstance(item_text, str) and item_text.isdigit() else None
+        attempt = int(attempt_text)
+        detail = status.tasks.get(detail_key(task, item))
+        current = detail.attempt if detail is not None else 1
+        if (task, item) not in in_flight_units(status) or current != attempt:
+            raise StaleAttempt(f"attempt {attempt} of {identity.task} is no longer current in run {key}")
+        return key, task, item, attempt
+
+    async def _pod(self, identity: AgentIdentity) -> Mapping[str, Any]:
+        pods = self.reconciler.pods
+        deadline = asyncio.get_running_loop().time() + self.cache_wait
+        pod = pods.get(identity.namespace, identity.pod)
+        while pod is None and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+            pod = pods.get(identity.namespace, identity.pod)
+        if pod is None:
+            pod = await self.reconciler.writer.get(PODS, identity.namespace, identity.pod)
+        if pod is None or (pod.get("metadata") or {}).get("uid") != identity.uid:
+            raise UnknownPod(f"no Leoflow pod {identity.namespace}/{identity.pod} with uid {identity.uid}")
+        return pod
