@@ -129,6 +129,7 @@ def test_webhook_configuration_cannot_lock_up_the_cluster(objects: list[dict[str
     assert webhook["sideEffects"] == "None"
     assert webhook["timeoutSeconds"] <= 5
     assert webhook["admissionReviewVersions"] == ["v1"]
+    assert webhook["reinvocationPolicy"] == "Never"
     (rule,) = webhook["rules"]
     assert (rule["resources"], rule["operations"], rule["apiGroups"]) == (["pods"], ["CREATE"], [""])
     service = webhook["clientConfig"]["service"]
