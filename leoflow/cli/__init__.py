@@ -28,6 +28,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "leoflow.cli.install",
     "leoflow.cli.runs",
     "leoflow.cli.demo",
+    "leoflow.cli.controller",
+    "leoflow.cli.trigger",
 )
 
 Handler = Callable[[argparse.Namespace], int]

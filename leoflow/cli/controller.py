@@ -1,0 +1,172 @@
+"""``leoflow controller run``: the controller process (informers, leader election, workers, cron,
+the agent gRPC server, and /metrics /healthz /readyz).
+
+SIGTERM and SIGINT stop it gracefully: workers finish their current API calls, the Lease is
+released so a standby takes over at once, and the agent server drains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import config
+from kubernetes_asyncio.client import ApiClient, Configuration
+
+from leoflow import logfmt
+from leoflow.cli import EXIT_OK, EXIT_USAGE, CommandError
+from leoflow.controller.agentserver import AgentServer, ServerTls
+from leoflow.controller.agentsink import RunReportSink
+from leoflow.controller.app import Controller, ControllerSettings, default_identity
+from leoflow.controller.cleanup import PolicyError, parse_policy
+from leoflow.controller.health import start_health_server
+from leoflow.controller.reconcile import ReconcileSettings
+from leoflow.controller.tokenreview import TokenReviewer
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    controller = subparsers.add_parser("controller", help="the Leoflow controller")
+    actions = controller.add_subparsers(dest="controller_command", metavar="ACTION", required=True)
+    run = actions.add_parser(
+        "run",
+        help="run the controller until SIGTERM",
+        description="Runs DAGRuns: watches DAGs, DAGRuns and Leoflow pods, creates pods, records status.",
+    )
+    add = run.add_argument
+    add("--kubeconfig", help="kubeconfig file (default: in-cluster config, then $KUBECONFIG)")
+    add("--namespace", "-n", help="act in this namespace only (default: all namespaces)")
+    add("--agent-address", default="0.0.0.0:9443", help="HOST:PORT the agent gRPC server binds")
+    add("--agent-tls-cert", help="agent server certificate PEM")
+    add("--agent-tls-key", help="its private key PEM")
+    add(
+        "--agent-insecure",
+        action="store_true",
+        help="serve agents in plaintext without TokenReview (local experiments only)",
+    )
+    add("--no-agent-server", action="store_true", help="do not serve agents (pod-status path only)")
+    add("--metrics-address", default="0.0.0.0:8080", help="HOST:PORT for /metrics /healthz /readyz")
+    add(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="take a Lease before acting",
+    )
+    add("--lease-namespace", default="leoflow-system", help="namespace of the Lease (default leoflow-system)")
+    add("--identity", default=None, help="this replica's name in the Lease (default: $POD_NAME or host-pid)")
+    add(
+        "--cleanup",
+        default="delete-succeeded",
+        help="pod cleanup: delete-succeeded | keep-failed-ttl=DURATION | keep-all (default delete-succeeded)",
+    )
+    add("--workers", type=int, default=16, help="concurrent reconciles (default 16)")
+    add(
+        "--pod-annotation",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="annotation added to every task pod (repeatable; e.g. to drive KWOK-simulated pods)",
+    )
+    run.set_defaults(handler=run_controller)
+
+
+def _address(flag: str, value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise CommandError(f"{flag} must be HOST:PORT, got {value!r}", EXIT_USAGE)
+    return host.strip("[]"), int(port)
+
+
+def _annotations(values: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep or not key:
+            raise CommandError(f"--pod-annotation must be KEY=VALUE, got {value!r}", EXIT_USAGE)
+        out[key] = text
+    return out
+
+
+def run_controller(args: argparse.Namespace) -> int:
+    logfmt.configure(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        cleanup = parse_policy(args.cleanup)
+    except PolicyError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    if args.workers < 1:
+        raise CommandError("--workers must be at least 1", EXIT_USAGE)
+    metrics_address = _address("--metrics-address", args.metrics_address)
+    agent_address = None if args.no_agent_server else _address("--agent-address", args.agent_address)
+    tls = None
+    if agent_address is not None and not args.agent_insecure:
+        if not (args.agent_tls_cert and args.agent_tls_key):
+            raise CommandError(
+                "the agent server needs --agent-tls-cert and --agent-tls-key (or --agent-insecure)",
+                EXIT_USAGE,
+            )
+        tls = ServerTls(cert_file=Path(args.agent_tls_cert), key_file=Path(args.agent_tls_key))
+    annotations = _annotations(args.pod_annotation)
+    settings = ControllerSettings(
+        namespace=args.namespace,
+        workers=args.workers,
+        leader_elect=args.leader_elect,
+        lease_namespace=args.lease_namespace,
+        identity=args.identity or default_identity(),
+        reconcile=ReconcileSettings(
+            cleanup=cleanup, pod_annotations=(lambda _pod: annotations) if annotations else None
+        ),
+    )
+    asyncio.run(_serve(args.kubeconfig, settings, metrics_address, agent_address, tls))
+    return EXIT_OK
+
+
+async def _client(kubeconfig: str | None) -> Any:
+    if kubeconfig:
+        return await config.new_client_from_config(config_file=kubeconfig)
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return ApiClient(Configuration.get_default_copy())
+    except config.ConfigException:
+        return await config.new_client_from_config()
+
+
+async def _serve(
+    kubeconfig: str | None,
+    settings: ControllerSettings,
+    metrics_address: tuple[str, int],
+    agent_address: tuple[str, int] | None,
+    tls: ServerTls | None,
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        api = await _client(kubeconfig)
+    except Exception as exc:
+        raise CommandError(f"cannot load the Kubernetes configuration: {exc}") from None
+    controller = Controller(api, settings)
+    runner, port = await start_health_server(*metrics_address, lambda: controller.ready)
+    log.info("serving health and metrics", extra={"address": f"{metrics_address[0]}:{port}"})
+    agents: AgentServer | None = None
+    try:
+        if agent_address is not None:
+            reviewer = None if tls is None else TokenReviewer(controller.transport)
+            agents = AgentServer(
+                RunReportSink(controller.reconciler), reviewer, tls=tls, metrics=controller.metrics
+            )
+            bound = await agents.start(*agent_address)
+            log.info(
+                "serving agents", extra={"address": f"{agent_address[0]}:{bound}", "tls": tls is not None}
+            )
+        await controller.run(stop)
+    finally:
+        if agents is not None:
+            await agents.stop()
+        await runner.cleanup()
+        await api.close()
