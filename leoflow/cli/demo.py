@@ -222,7 +222,7 @@ def webhook_configuration(url: str, ca_pem: bytes) -> dict[str, Any]:
                 "sideEffects": "None",
                 "failurePolicy": "Fail",
                 "timeoutSeconds": 5,
-                "reinvocationPolicy": "IfNeeded",
+                "reinvocationPolicy": "Never",
                 "rules": [
                     {
                         "operations": ["CREATE"],
@@ -275,12 +275,10 @@ def controller_available() -> bool:
 def controller_argv(
     state: cluster.ClusterState, namespace: str, agent_addr: str, health_port: int, tls: Tls
 ) -> list[str]:
-    host, port = agent_addr.rsplit(":", 1)
     return [
         sys.executable,
         "-m",
         "leoflow",
-        "-v",
         "controller",
         "run",
         "--kubeconfig",
@@ -288,16 +286,14 @@ def controller_argv(
         "--namespace",
         namespace,
         "--no-leader-elect",
-        "--agent-bind",
-        host,
-        "--agent-port",
-        port,
-        "--agent-cert-file",
+        "--agent-address",
+        agent_addr,
+        "--agent-tls-cert",
         str(tls.cert),
-        "--agent-key-file",
+        "--agent-tls-key",
         str(tls.key),
-        "--health-port",
-        str(health_port),
+        "--metrics-address",
+        f"127.0.0.1:{health_port}",
     ]
 
 
