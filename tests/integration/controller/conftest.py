@@ -99,10 +99,15 @@ class Harness:
         }
         await self.kubectl("create", "-f", "-", input=json.dumps(run))
 
-    async def start(self, **overrides: Any) -> Controller:
+    async def start(self, *, cron: bool = True, **overrides: Any) -> Controller:
         reconcile = ReconcileSettings(pod_annotations=self.script, **overrides)
         settings = ControllerSettings(
-            namespace=self.namespace, leader_elect=False, workers=4, cron_period=0.5, reconcile=reconcile
+            namespace=self.namespace,
+            leader_elect=False,
+            workers=4,
+            cron=cron,
+            cron_period=0.5,
+            reconcile=reconcile,
         )
         self.controller = Controller(self.kube, settings, registry=CollectorRegistry())
         self._stop = asyncio.Event()
@@ -169,4 +174,3 @@ async def harness(crds: ClusterHandle, namespace: str, kube: Any) -> AsyncIterat
         yield h
     finally:
         await h.stop()
-
