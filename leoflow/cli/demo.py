@@ -58,7 +58,6 @@ EXAMPLE = REPO / "examples" / "etl" / "demo"
 AGENT_BINARY = REPO / "agent" / "bin" / "leoflow-agent"
 WEBHOOK_CONFIGURATION = "leoflow-demo-agent-injector"
 CA_CONFIGMAP = "leoflow-ca"
-EXCLUDED = ["kube-system", "kube-public", "kube-node-lease", "leoflow-system"]
 
 
 def default_home() -> Path:
@@ -210,7 +209,8 @@ def wait_ready(
         time.sleep(0.2)
 
 
-def webhook_configuration(url: str, ca_pem: bytes) -> dict[str, Any]:
+def webhook_configuration(url: str, ca_pem: bytes, namespace: str) -> dict[str, Any]:
+    """Scoped to the demo's namespace, so the demo never touches pods elsewhere in the cluster."""
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "MutatingWebhookConfiguration",
@@ -235,7 +235,7 @@ def webhook_configuration(url: str, ca_pem: bytes) -> dict[str, Any]:
                 "objectSelector": {"matchLabels": {"leoflow.io/inject": "true"}},
                 "namespaceSelector": {
                     "matchExpressions": [
-                        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": EXCLUDED}
+                        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": [namespace]}
                     ]
                 },
                 "clientConfig": {"url": url, "caBundle": base64.b64encode(ca_pem).decode()},
@@ -245,8 +245,8 @@ def webhook_configuration(url: str, ca_pem: bytes) -> dict[str, Any]:
 
 
 @contextmanager
-def registered_webhook(state: cluster.ClusterState, url: str, tls: Tls) -> Iterator[None]:
-    config = webhook_configuration(url, tls.ca.read_bytes())
+def registered_webhook(state: cluster.ClusterState, url: str, tls: Tls, namespace: str) -> Iterator[None]:
+    config = webhook_configuration(url, tls.ca.read_bytes(), namespace)
     kubectl(state, "apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(config))
     try:
         yield
@@ -337,7 +337,7 @@ async def trigger_and_follow(args: argparse.Namespace, state: cluster.ClusterSta
     phase = run_status(run).phase
     kubeconfig = f"--kubeconfig {state.kubeconfig}"
     print(f"\nTry: leoflow describe run {name} -n {args.namespace} {kubeconfig}")
-    print(f"     leoflow logs {name} validate --attempt 1 -n {args.namespace} {kubeconfig}")
+    print(f"     leoflow get runs -n {args.namespace} {kubeconfig}")
     say(f"run {name} {phase.value}")
     return EXIT_OK if phase is RunPhase.SUCCEEDED else EXIT_FAILED
 
@@ -383,7 +383,9 @@ def run_demo(args: argparse.Namespace) -> int:
             webhook = stack.enter_context(child("webhook", webhook_argv(port, agent_addr, tls), work))
             context = ssl.create_default_context(cafile=str(tls.ca))
             wait_ready("webhook", webhook, f"https://127.0.0.1:{port}/readyz", context, work / "webhook.log")
-            stack.enter_context(registered_webhook(state, f"https://127.0.0.1:{port}/mutate-pods", tls))
+            stack.enter_context(
+                registered_webhook(state, f"https://127.0.0.1:{port}/mutate-pods", tls, args.namespace)
+            )
             say(f"webhook running on 127.0.0.1:{port} (log {work / 'webhook.log'})")
             return asyncio.run(trigger_and_follow(args, state, has_controller))
     except (NodeError, images.ImageError, OSError) as err:

@@ -43,6 +43,10 @@ RAN = frozenset(
     {TaskState.SCHEDULED, TaskState.RUNNING, TaskState.RETRY_WAIT, TaskState.SUCCEEDED, TaskState.FAILED}
 )
 
+# States whose reason and message explain themselves; a scheduled or running task's message is a
+# live waiting note that changes by the second.
+FAILING = frozenset({TaskState.RETRY_WAIT, TaskState.FAILED, TaskState.UPSTREAM_FAILED})
+
 
 def parse_time(value: object) -> datetime | None:
     if not isinstance(value, str) or not value:
@@ -347,11 +351,7 @@ def transitions(spec: DagSpec, before: DagRunStatus | None, after: DagRunStatus)
             line = f"{task.name}: {STATE_NAMES[TaskState(new)]}"
             if detail and detail.attempt > 1:
                 line += f" (attempt {detail.attempt})"
-            if (
-                detail
-                and (detail.reason or detail.message)
-                and new not in (TaskState.SUCCEEDED, TaskState.RUNNING)
-            ):
+            if detail and (detail.reason or detail.message) and new in FAILING:
                 line += f": {detail.reason or ''} {detail.message or ''}".rstrip()
             lines.append(line)
         elif new_items != old_items and new_items:
