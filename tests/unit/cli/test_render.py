@@ -141,3 +141,30 @@ def test_progress_bar_and_run_tables() -> None:
         ["NAMESPACE", "NAME", "DAG", "PHASE", "PROGRESS", "DURATION", "AGE"],
         ["a", "etl-demo-1", "etl-demo", "Succeeded", "4/4", "30s", "1m"],
     ]
+
+
+def test_live_view_shows_progress_and_every_task_state() -> None:
+    from rich.console import Console
+
+    from leoflow.cli.live import run_view
+
+    run = {
+        "metadata": {"name": "r", "uid": "u"},
+        "status": {"startTime": (NOW - timedelta(seconds=5)).isoformat()},
+    }
+    st = status(
+        phase="Running",
+        taskStates="Sw..",
+        items={},
+        tasks={"1": {"attempt": 1, "reason": "UserError", "message": "main: exit code 3"}},
+    )
+    console = Console(record=True, width=120, force_terminal=False)
+    console.print(run_view("r", demo_spec(), run, st, {}))
+    text = console.export_text()
+    assert "run r  Running  1/4 tasks" in text
+    assert "RetryWait" in text and "UserError" in text and "main: exit code 3" in text
+    assert [
+        line.split()[0]
+        for line in text.splitlines()
+        if line.split() and line.split()[0] in {"extract", "transform", "validate", "load"}
+    ] == ["extract", "transform", "validate", "load"]
