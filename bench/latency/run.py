@@ -1,0 +1,398 @@
+"""Latency: how fast a finished task unlocks the next one, through the real controller process.
+
+RUNS DAGRuns of a TASKS-task chain run at once on KWOK, twice:
+
+* **agent** (the fast path): task pods never finish by themselves (KWOK ``succeed-after`` far in the
+  future). A load generator plays every pod's agent over gRPC against the controller's AgentServer:
+  when a pod appears it sends ``Started``, waits TASK_SECONDS, then sends ``Finished`` (exit 0).
+  Measured from the moment ``Finished`` was acknowledged to the moment the downstream pod appears
+  in the generator's own pod watch. Goal: p50 <= 10 ms, p99 <= 50 ms. The acknowledgement's own
+  round trip (``finished_ack``: gRPC, the sink recording the report and queueing the run) is
+  reported separately.
+* **pod** (the pod-status path, no agent): the controller runs without an agent server and KWOK
+  completes each pod after TASK_SECONDS. Measured from the pod's terminal (Succeeded) watch event
+  to the downstream pod's appearance, both in the generator's watch. Goal: p99 <= 150 ms.
+
+Both client-side figures include the API server's watch delivery of the downstream pod, so they
+are upper bounds of "accepted by the API server". The controller's own histogram
+(``leoflow_task_transition_seconds{path}``, from the upstream's end being known to the create
+returning) is reported beside them, as bucket bounds. The bare-client pod-create latency from
+bench/results/baseline.json (same ``make bench`` run) is included as the floor: no controller can
+create a pod faster than the API server accepts one. The agent server runs with --agent-insecure
+(no TLS, no TokenReview): with real tokens the review is cached after a pod's first report, so
+``Finished`` costs none. Writes bench/results/latency.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import grpc
+from benchlib import bench_cluster, read_result, summary_ms, write_result
+from kubernetes_asyncio.config import new_client_from_config
+
+from leoflow.agent.v1 import agent_pb2, agent_pb2_grpc
+from leoflow.controller.kube.informer import EventType, Informer, InformerOptions
+from leoflow.controller.kube.transport import DAGRUNS, PODS, KubeObject, Transport
+from leoflow.dev import cluster
+from leoflow.dev.kwok import simulated_pod_placement
+from leoflow.spec.compiler import compile_text
+
+CRDS = Path(__file__).resolve().parents[2] / "manifests" / "crds"
+BUCKET = re.compile(r'^leoflow_task_transition_seconds_bucket\{le="([^"]+)",path="([a-z]+)"\} ([0-9.e+]+)$')
+BUCKET_ALT = re.compile(
+    r'^leoflow_task_transition_seconds_bucket\{path="([a-z]+)",le="([^"]+)"\} ([0-9.e+]+)$'
+)
+
+
+def dag_text(tasks: int) -> str:
+    placement = simulated_pod_placement()
+    lines = [
+        "dag: chain",
+        "image: leoflow.dev/base:1",
+        f"defaults: {{nodeSelector: {json.dumps(placement['nodeSelector'])}, "
+        f"tolerations: {json.dumps(placement['tolerations'])}}}",
+        "tasks:",
+        "  t00: {command: [work]}",
+    ]
+    lines += [f"  t{i:02d}: {{after: [t{i - 1:02d}], command: [work]}}" for i in range(1, tasks)]
+    return "\n".join(lines) + "\n"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def scrape(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text: str = response.read().decode()
+            return text
+    except OSError:
+        return ""
+
+
+def histogram_bounds(text: str, path: str) -> dict[str, Any]:
+    """p50/p99 as the upper bound of the bucket they fall in (what a histogram can tell)."""
+    buckets: list[tuple[float, float]] = []
+    for line in text.splitlines():
+        if match := BUCKET.match(line):
+            le, which, count = match.groups()
+        elif match := BUCKET_ALT.match(line):
+            which, le, count = match.groups()
+        else:
+            continue
+        if which == path:
+            buckets.append((float(le), float(count)))
+    buckets.sort()
+    total = buckets[-1][1] if buckets else 0.0
+
+    def bound(pct: float) -> float | None:
+        for le, count in buckets:
+            if total and count >= pct / 100 * total:
+                return None if le == float("inf") else round(le * 1000, 3)
+        return None
+
+    return {"p50_le_ms": bound(50), "p99_le_ms": bound(99), "count": int(total)}
+
+
+@dataclass
+class Chains:
+    """Per run: when each task's end became known (by the generator) and the measured gaps."""
+
+    tasks: int
+    ended: dict[tuple[str, int], float] = field(default_factory=dict)
+    gaps: list[float] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+
+    def pod_added(self, run: str, index: int, at: float) -> None:
+        upstream_end = self.ended.get((run, index - 1))
+        if upstream_end is not None:
+            self.gaps.append(at - upstream_end)
+
+    def task_ended(self, run: str, index: int, at: float) -> None:
+        self.ended.setdefault((run, index), at)
+
+
+def task_index(pod: KubeObject) -> tuple[str, int] | None:
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    run, task = labels.get("leoflow.io/run"), labels.get("leoflow.io/task", "")
+    if not run or not task.startswith("t") or not task[1:].isdigit():
+        return None
+    return str(run), int(task[1:])
+
+
+class Agents:
+    """Plays each task pod's agent: Started at once, Finished after ``task_seconds``."""
+
+    def __init__(self, address: str, chains: Chains, task_seconds: float) -> None:
+        self.channel = grpc.aio.insecure_channel(address)
+        self.stub = agent_pb2_grpc.AgentServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        self.chains = chains
+        self.task_seconds = task_seconds
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.refused: list[str] = []
+        self.acks: list[float] = []
+
+    def on_pod(self, kind: EventType, old: KubeObject | None, new: KubeObject | None) -> None:
+        if kind is not EventType.ADDED or new is None:
+            return
+        now = time.perf_counter()
+        where = task_index(new)
+        if where is None:
+            return
+        self.chains.pod_added(*where, now)
+        task = asyncio.get_running_loop().create_task(self._play(new, *where))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _play(self, pod: KubeObject, run: str, index: int) -> None:
+        meta = pod["metadata"]
+        labels = meta.get("labels") or {}
+        identity = agent_pb2.TaskIdentity(
+            pod_namespace=meta["namespace"],
+            pod_name=meta["name"],
+            pod_uid=meta["uid"],
+            container="main",
+            dag=labels.get("leoflow.io/dag", ""),
+            run=run,
+            task=labels.get("leoflow.io/task", ""),
+            attempt=int(labels.get("leoflow.io/attempt", "0") or 0),
+            agent_version="bench",
+        )
+        try:
+            await self.stub.Started(agent_pb2.StartedRequest(identity=identity, command=["work"]))
+            await asyncio.sleep(self.task_seconds)
+            sent = time.perf_counter()
+            await self.stub.Finished(
+                agent_pb2.FinishedRequest(
+                    identity=identity, exit_code=0, duration_ms=int(self.task_seconds * 1000)
+                )
+            )
+        except grpc.aio.AioRpcError as exc:
+            self.refused.append(f"{meta['name']}: {exc.code().name} {exc.details()}")
+            return
+        acked = time.perf_counter()
+        self.acks.append(acked - sent)
+        self.chains.task_ended(run, index, acked)
+
+
+class PodEnds:
+    """The pod-status path: a task's end is its pod's Succeeded watch event."""
+
+    def __init__(self, chains: Chains) -> None:
+        self.chains = chains
+
+    def on_pod(self, kind: EventType, old: KubeObject | None, new: KubeObject | None) -> None:
+        if new is None or kind is EventType.RESYNC:
+            return
+        now = time.perf_counter()
+        where = task_index(new)
+        if where is None:
+            return
+        if kind is EventType.ADDED:
+            self.chains.pod_added(*where, now)
+        if (new.get("status") or {}).get("phase") == "Succeeded":
+            self.chains.task_ended(*where, now)
+
+
+async def all_runs_done(transport: Transport, namespace: str, runs: int) -> dict[str, int]:
+    listed = await transport.request("GET", DAGRUNS.path(namespace))
+    phases: dict[str, int] = {}
+    for item in listed.get("items", []):
+        phase = str((item.get("status") or {}).get("phase") or "Pending")
+        phases[phase] = phases.get(phase, 0) + 1
+    return phases
+
+
+def start_controller(
+    state: cluster.ClusterState, namespace: str, metrics_port: int, extra: list[str], log: Path
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "leoflow", "controller", "run",
+            "--kubeconfig", str(state.kubeconfig), "--namespace", namespace,
+            "--no-leader-elect", "--metrics-address", f"127.0.0.1:{metrics_port}", *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+    )  # fmt: skip
+
+
+async def phase(
+    *,
+    state: cluster.ClusterState,
+    path: str,
+    runs: int,
+    tasks: int,
+    task_seconds: float,
+    budget: float,
+) -> dict[str, Any]:
+    def kubectl(*args: str, input: str | None = None) -> str:
+        return cluster.kubectl(state, *args, input=input, timeout=600).stdout
+
+    namespace = f"latency-{path}-{uuid.uuid4().hex[:6]}"
+    await asyncio.to_thread(kubectl, "create", "namespace", namespace)
+    resource = json.dumps(compile_text(dag_text(tasks)).resource(namespace))
+    await asyncio.to_thread(kubectl, "apply", "--server-side", "-f", "-", input=resource)
+    metrics_port = free_port()
+    chains = Chains(tasks)
+    log = Path(state.home) / f"latency-{path}-controller.log"
+    if path == "agent":
+        agent_port = free_port()
+        extra = [
+            "--agent-address", f"127.0.0.1:{agent_port}", "--agent-insecure",
+            "--pod-annotation", "kwok.leoflow.io/succeed-after=2h",
+        ]  # fmt: skip
+        player: Agents | PodEnds = Agents(f"127.0.0.1:{agent_port}", chains, task_seconds)
+    else:
+        extra = [
+            "--no-agent-server",
+            "--pod-annotation",
+            f"kwok.leoflow.io/succeed-after={int(task_seconds * 1000)}ms",
+        ]
+        player = PodEnds(chains)
+    controller = start_controller(state, namespace, metrics_port, extra, log)
+    api = await new_client_from_config(config_file=str(state.kubeconfig))
+    transport = Transport(api)
+    watch = Informer(transport, PODS, namespace=namespace, options=InformerOptions(resync_period=None))
+    handler: Callable[[EventType, KubeObject | None, KubeObject | None], None] = player.on_pod
+    watch.add_handler(handler)
+    try:
+        while not scrape(metrics_port):
+            if controller.poll() is not None:
+                raise SystemExit(f"controller exited: see {log}")
+            await asyncio.sleep(0.2)
+        async with watch:
+            await watch.wait_synced()
+            manifest = "\n---\n".join(
+                json.dumps(
+                    {
+                        "apiVersion": "leoflow.io/v1alpha1",
+                        "kind": "DAGRun",
+                        "metadata": {"name": f"run-{i:03d}", "namespace": namespace},
+                        "spec": {"dagName": "chain"},
+                    }
+                )
+                for i in range(runs)
+            )
+            began = time.perf_counter()
+            await asyncio.to_thread(kubectl, "create", "-f", "-", input=manifest)
+            expected = runs * (tasks - 1)
+            phases: dict[str, int] = {}
+            while len(chains.gaps) < expected:
+                if controller.poll() is not None:
+                    raise SystemExit(f"controller exited: see {log}")
+                if time.perf_counter() - began > budget:
+                    phases = await all_runs_done(transport, namespace, runs)
+                    break
+                await asyncio.sleep(0.2)
+            elapsed = time.perf_counter() - began
+            histogram = histogram_bounds(await asyncio.to_thread(scrape, metrics_port), path)
+        result: dict[str, Any] = {
+            "transitions": summary_ms(chains.gaps),
+            "expected_transitions": expected,
+            "controller_histogram": histogram,
+            "seconds": round(elapsed, 1),
+        }
+        if phases:
+            result["unfinished_run_phases"] = phases
+        if isinstance(player, Agents):
+            # The agent server's own share: Finished sent to acknowledged (the run engine has it queued).
+            result["finished_ack"] = summary_ms(player.acks)
+            result["agent_reports_refused"] = len(player.refused)
+            if player.refused:
+                result["first_refusals"] = player.refused[:5]
+            for task in list(player.tasks):
+                task.cancel()
+            await player.channel.close(None)
+        return result
+    finally:
+        await api.close()
+        await asyncio.to_thread(kubectl, "delete", "dagruns", "--all", "-n", namespace, "--wait=false")
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            remaining = await asyncio.to_thread(kubectl, "get", "pods", "-n", namespace, "-o", "name")
+            if not remaining.strip():
+                break
+            await asyncio.sleep(2)
+        controller.send_signal(signal.SIGTERM)
+        controller.wait(timeout=60)
+        await asyncio.to_thread(kubectl, "delete", "namespace", namespace, "--wait=false")
+
+
+def goals(agent: dict[str, Any], pod: dict[str, Any]) -> dict[str, Any]:
+    fast, slow = agent["transitions"], pod["transitions"]
+    return {
+        "agent_p50_ms<=10": fast["p50_ms"] <= 10,
+        "agent_p99_ms<=50": fast["p99_ms"] <= 50,
+        "pod_p99_ms<=150": slow["p99_ms"] <= 150,
+    }
+
+
+async def measure(state: cluster.ClusterState, args: argparse.Namespace) -> dict[str, Any]:
+    def kubectl(*a: str) -> str:
+        return cluster.kubectl(state, *a, timeout=600).stdout
+
+    await asyncio.to_thread(kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
+    await asyncio.to_thread(
+        kubectl, "wait", "--for", "condition=Established", "--timeout=60s", "crd/dagruns.leoflow.io"
+    )
+    common = {
+        "runs": args.runs,
+        "tasks": args.tasks,
+        "task_seconds": args.task_seconds,
+        "budget": args.budget,
+    }
+    agent = await phase(state=state, path="agent", **common)
+    pod = await phase(state=state, path="pod", **common)
+    baseline = read_result("baseline")
+    return {
+        "runs": args.runs,
+        "tasks_per_run": args.tasks,
+        "task_seconds": args.task_seconds,
+        "agent_path": agent,
+        "pod_path": pod,
+        "baseline_create_latency": baseline.get("create_latency") if baseline else None,
+        "baseline_at": baseline.get("at") if baseline else None,
+        "goals": {"agent_p50_ms": "<= 10", "agent_p99_ms": "<= 50", "pod_p99_ms": "<= 150"},
+        "met": goals(agent, pod),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--tasks", type=int, default=20)
+    parser.add_argument("--task-seconds", type=float, default=1.0, help="how long each task 'runs'")
+    parser.add_argument("--budget", type=float, default=600.0, help="seconds per path before giving up")
+    args = parser.parse_args()
+    with bench_cluster() as state:
+        result = asyncio.run(measure(state, args))
+    path = write_result("latency", result)
+    print(f"{path}: {json.dumps(result)}")
+
+
+if __name__ == "__main__":
+    main()
