@@ -7,6 +7,7 @@ real ones, and stdout is not a terminal (``watch`` prints plain lines).
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -15,6 +16,9 @@ from typing import Any
 
 import pytest
 
+from leoflow.cli import demo
+from leoflow.dev import images
+from leoflow.dev.node import load_image
 from leoflow.dev.testing import ClusterHandle
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -80,3 +84,31 @@ def annotations(cluster: ClusterHandle, namespace: str, name: str) -> dict[str, 
     out = cluster.kubectl("get", "dagrun", name, "-n", namespace, "-o", "json").stdout
     found: dict[str, str] = json.loads(out)["metadata"].get("annotations") or {}
     return found
+
+
+@pytest.fixture
+def leoflow_running(crds: ClusterHandle, namespace: str, agent_binary: Path, tmp_path: Path) -> Iterator[str]:
+    """The controller and webhook for ``namespace``, started exactly as `make demo` starts them."""
+    address = crds.state.node_address
+    if not crds.has_real_node or address is None:
+        pytest.fail("these tests need the real node", pytrace=False)
+    load_image(crds.home, images.agent_spec(agent_binary))
+    tls = demo.write_tls(tmp_path / "tls", ("127.0.0.1", address))
+    demo.prepare_namespace(crds.state, namespace, tls)
+    agent_addr = f"{address}:{demo.free_port(address)}"
+    health = demo.free_port("127.0.0.1")
+    port = demo.free_port("127.0.0.1")
+    argv = demo.controller_argv(crds.state, namespace, agent_addr, health, tls)
+    with (
+        demo.child("controller", argv, tmp_path) as controller,
+        demo.child("webhook", demo.webhook_argv(port, agent_addr, tls), tmp_path) as webhook,
+    ):
+        demo.wait_ready(
+            "controller", controller, f"http://127.0.0.1:{health}/readyz", None, tmp_path / "controller.log"
+        )
+        context = ssl.create_default_context(cafile=str(tls.ca))
+        demo.wait_ready(
+            "webhook", webhook, f"https://127.0.0.1:{port}/readyz", context, tmp_path / "webhook.log"
+        )
+        with demo.registered_webhook(crds.state, f"https://127.0.0.1:{port}/mutate-pods", tls, namespace):
+            yield namespace
