@@ -32,6 +32,9 @@ from leoflow.controller.kube.writer import Writer
 from leoflow.controller.metrics import ControllerMetrics
 from leoflow.controller.podnames import MANAGED_BY, MANAGED_BY_LABEL
 from leoflow.controller.reconcile import ReconcileSettings, RetryLater, RunReconciler, run_key
+from leoflow.controller.sensors.engine import SensorEngine
+from leoflow.controller.sensors.metrics import SensorMetrics
+from leoflow.controller.sensors.watches import WatchHub
 from leoflow.controller.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -105,6 +108,14 @@ class Controller:
             metrics=self.metrics,
             settings=self.settings.reconcile,
         )
+        self.watches = WatchHub(api_client)
+        self.sensors = SensorEngine(
+            self.reconciler.on_sensor_done,
+            metrics=SensorMetrics(registry),
+            watches=self.watches,
+            task_index=self._task_index,
+        )
+        self.reconciler.sensors = self.sensors
         self.cron = CronScheduler(writer=self.writer, dags=self.dags, runs=self.runs)
         self.runs.add_handler(self.reconciler.on_run_event)
         self.runs.add_handler(lambda _kind, _old, _new: self.cron.nudge())
@@ -147,9 +158,15 @@ class Controller:
             self.queue.close()
             for informer in informers:
                 await informer.stop()
+            await self.watches.close()
+
+    async def _task_index(self, namespace: str, dag: str, definition_hash: str) -> dict[str, int]:
+        spec = await self.reconciler.definition_for(namespace, dag, definition_hash)
+        return spec.task_index() if spec is not None else {}
 
     async def _lead(self, stop: asyncio.Event, lost: Awaitable[None] | None) -> None:
         self._leading.set()
+        await self.sensors.start()
         for obj in self.runs.list():
             meta = obj.get("metadata") or {}
             self.queue.add(run_key(str(meta.get("namespace", "")), str(meta.get("name", ""))))
@@ -170,6 +187,8 @@ class Controller:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # Waiting sensors stop with the leadership; the next leader resumes them from the status.
+            await self.sensors.close()
 
     async def _worker(self, number: int) -> None:
         while True:

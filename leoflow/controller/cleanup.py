@@ -27,7 +27,7 @@ from leoflow.controller.kube.transport import DAGRUNS, PODS
 from leoflow.controller.kube.writer import Writer
 from leoflow.controller.podnames import ATTEMPT_ANNOTATION, ATTEMPT_LABEL, ITEM_LABEL, RUN_LABEL, TASK_LABEL
 from leoflow.spec.fields import parse_duration
-from leoflow.spec.resources import TERMINAL_RUN_PHASES, DagRunStatus, DagSpec, TaskState
+from leoflow.spec.resources import TERMINAL_RUN_PHASES, DagRunStatus, TaskState
 
 RESULT_FINALIZER = "leoflow.io/result"
 JSON_PATCH = "application/json-patch+json"
@@ -72,13 +72,14 @@ def has_result_finalizer(pod: Mapping[str, Any]) -> bool:
     return RESULT_FINALIZER in finalizers
 
 
-def result_recorded(pod: Mapping[str, Any], dag: DagSpec, status: DagRunStatus) -> bool:
+def result_recorded(pod: Mapping[str, Any], task_index: Mapping[str, int], status: DagRunStatus) -> bool:
     """Whether ``status`` (as stored) no longer has this pod's attempt in flight: its outcome is
-    recorded, or it was superseded or stopped, so the pod has nothing more to tell."""
+    recorded, or it was superseded or stopped, so the pod has nothing more to tell.
+    ``task_index`` is the pinned definition's ``DagSpec.task_index()``, computed once per run."""
     if status.phase in TERMINAL_RUN_PHASES:
         return True
     labels = (pod.get("metadata") or {}).get("labels") or {}
-    task = dag.task_index().get(str(labels.get(TASK_LABEL, "")))
+    task = task_index.get(str(labels.get(TASK_LABEL, "")))
     attempt = str(labels.get(ATTEMPT_LABEL, ""))
     if task is None or not attempt.isdigit():
         return True

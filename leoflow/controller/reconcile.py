@@ -43,16 +43,22 @@ from leoflow.controller.cleanup import (
     drop_result_finalizer,
     failed_pod_expiry,
     has_result_finalizer,
+    pod_run_uid,
     release_orphan,
     result_recorded,
-    run_is_gone,
 )
 from leoflow.controller.kube.errors import ApiError
 from leoflow.controller.kube.informer import EventType, Informer
 from leoflow.controller.kube.transport import CONFIGMAPS, DAGRUNS, PODS, KubeObject
 from leoflow.controller.kube.writer import Writer
 from leoflow.controller.metrics import ControllerMetrics
-from leoflow.controller.observations import AgentFinished, AgentStarted, Observation, PodObserved
+from leoflow.controller.observations import (
+    AgentFinished,
+    AgentStarted,
+    Observation,
+    PodObserved,
+    SensorFinished,
+)
 from leoflow.controller.planner import PlanError, PlanSettings, RunView, detail_key, plan
 from leoflow.controller.podnames import RUN_LABEL, AttemptKey, is_same_attempt
 from leoflow.controller.podobserve import observe_pod
@@ -65,10 +71,14 @@ from leoflow.controller.podstatus import (
     classify,
 )
 from leoflow.controller.runview import RunDefaults, RunViewError, run_view
+from leoflow.controller.sensors.engine import SensorEngine, SensorSpecError
+from leoflow.controller.sensors.outcomes import Outcome, Result
+from leoflow.controller.sensors.state import SensorState
 from leoflow.controller.workqueue import WorkQueue
 from leoflow.spec.resources import (
     API_VERSION,
     TERMINAL_RUN_PHASES,
+    CompiledSensor,
     Condition,
     DagRunStatus,
     DagSpec,
@@ -77,6 +87,7 @@ from leoflow.spec.resources import (
     dump,
 )
 from leoflow.spec.snapshots import SnapshotError, definition_configmap_name, load_snapshot, snapshot_configmap
+from leoflow.spec.templates import RenderContext, TemplateError, render
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +184,7 @@ class RunReconciler:
         metrics: ControllerMetrics,
         settings: ReconcileSettings | None = None,
         clock: Callable[[], datetime] = utc_now,
+        sensors: SensorEngine | None = None,
     ) -> None:
         self.writer = writer
         self.runs = runs
@@ -195,6 +207,7 @@ class RunReconciler:
         self._deleted_by_us: set[str] = set()
         self._create_errors: dict[str, str] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self.sensors = sensors
 
     # -- cache events (run on the event loop; they only index and enqueue) ---------------------
 
@@ -290,10 +303,7 @@ class RunReconciler:
         obj = self.freshest_run(key)
         if obj is None:
             self._finished_marks.pop(key, None)
-            if self.runs.has_synced:
-                for pod in self.run_pods(key):
-                    if await run_is_gone(self.writer, self.runs, pod):
-                        await release_orphan(self.writer, pod)
+            await self._release_orphans(key)
             return
         namespace, name = split_key(key)
         try:
@@ -310,6 +320,7 @@ class RunReconciler:
         dag = await self._resolve_definition(key, obj, view)
         if dag is None:
             return
+        self._resume_sensors(key, dag, view)
         now = self.clock()
         observations = await self._observations(key, dag, view, now)
         try:
@@ -347,6 +358,23 @@ class RunReconciler:
         await self._execute(key, obj, dag, view, actions)
         self._prune_reports(key, stored_status)
         await self._settle_pods(key, dag, stored_status)
+
+    async def _release_orphans(self, key: str) -> None:
+        """The run is gone from the cache: once a live GET confirms, its pods lose the result
+        finalizer and are deleted (concurrently: a big run has thousands)."""
+        pods = self.run_pods(key)
+        if not pods or not self.runs.has_synced:
+            return
+        namespace, name = split_key(key)
+        live = await self.writer.get(DAGRUNS, namespace, name)
+        uid = (live.get("metadata") or {}).get("uid") if live is not None else None
+        orphans = [pod for pod in pods if uid is None or pod_run_uid(pod) != uid]
+        results = await asyncio.gather(
+            *(release_orphan(self.writer, pod) for pod in orphans), return_exceptions=True
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise RetryLater(f"releasing {len(failures)} pod(s) of deleted run {key}: {failures[0]}")
 
     async def _resolve_definition(self, key: str, obj: KubeObject, view: RunView) -> DagSpec | None:
         namespace = view.namespace
@@ -507,7 +535,8 @@ class RunReconciler:
         kept: list[Observation] = [
             r
             for r in reports
-            if isinstance(r, AgentStarted | AgentFinished) and (r.task, r.item, r.attempt) in in_flight
+            if (isinstance(r, AgentStarted | AgentFinished) and (r.task, r.item, r.attempt) in in_flight)
+            or (isinstance(r, SensorFinished) and (r.task, None) in in_flight_units(status))
         ]
         if kept:
             self._reports[key] = kept
@@ -523,7 +552,7 @@ class RunReconciler:
         creates = [a for a in actions if isinstance(a, CreatePod)]
         for action in actions:
             if isinstance(action, StartSensor | StopSensor):
-                self._sensor(obj, dag, action)
+                self._sensor(obj, dag, view, action)
             elif isinstance(action, EmitEvent):
                 self._event(obj, action)
             elif isinstance(action, RequeueAt):
@@ -599,17 +628,64 @@ class RunReconciler:
             ),
         )
 
-    def _sensor(self, obj: KubeObject, dag: DagSpec, action: StartSensor | StopSensor) -> None:
-        if isinstance(action, StartSensor):
-            task = dag.tasks[action.task].name
-            self._event(
-                obj,
-                EmitEvent(
-                    "Warning",
-                    "SensorsUnavailable",
-                    f"sensor task '{task}' waits: this controller does not run sensors yet",
-                ),
-            )
+    def _sensor(self, obj: KubeObject, dag: DagSpec, view: RunView, action: StartSensor | StopSensor) -> None:
+        key = run_key(view.namespace, view.name)
+        if self.sensors is None:
+            if isinstance(action, StartSensor):
+                task = dag.tasks[action.task].name
+                message = f"sensor task '{task}' waits: this controller runs without a sensor engine"
+                self._event(obj, EmitEvent("Warning", "SensorsUnavailable", message))
+            return
+        if isinstance(action, StopSensor):
+            self.sensors.remove(sensor_key_of(key, view.uid, action.task))
+            return
+        self._start_sensor(key, dag, view, action.task, started=None)
+
+    def _start_sensor(
+        self, key: str, dag: DagSpec, view: RunView, task: int, *, started: datetime | None
+    ) -> None:
+        assert self.sensors is not None
+        sensor_key = sensor_key_of(key, view.uid, task)
+        compiled = dag.tasks[task].sensor
+        if compiled is None:
+            return
+        try:
+            sensor = render_sensor(compiled, dag, view)
+            if started is None:
+                self.sensors.add(sensor_key, sensor, view.namespace)
+            else:
+                state = SensorState(started_at=started.timestamp(), next_poke_at=self.clock().timestamp())
+                self.sensors.resume(sensor_key, sensor, view.namespace, state)
+        except (SensorSpecError, TemplateError) as exc:
+            self.add_report(key, SensorFinished(task, succeeded=False, message=str(exc)))
+
+    def _resume_sensors(self, key: str, dag: DagSpec, view: RunView) -> None:
+        """After a restart (or a lost leadership) the engine is empty: running sensor tasks resume
+        from their start time, so their timeout still counts from the original start."""
+        if self.sensors is None or view.status.phase in TERMINAL_RUN_PHASES:
+            return
+        for task, code in enumerate(view.status.taskStates):
+            if code != TaskState.RUNNING.value or dag.tasks[task].sensor is None:
+                continue
+            sensor_key = sensor_key_of(key, view.uid, task)
+            if sensor_key in self.sensors:
+                continue
+            detail = view.status.tasks.get(str(task))
+            started = _parse(detail.startTime if detail is not None else None) or self.clock()
+            self._start_sensor(key, dag, view, task, started=started)
+
+    def on_sensor_done(self, sensor_key: str, outcome: Outcome) -> None:
+        """The engine's callback: the outcome becomes an observation and the run is queued."""
+        key, _uid, task = split_sensor_key(sensor_key)
+        self.add_report(
+            key,
+            SensorFinished(
+                task,
+                succeeded=outcome.result is Result.SATISFIED,
+                message=outcome.message,
+                soft_fail=outcome.result is Result.SKIPPED,
+            ),
+        )
 
     def _event(self, obj: KubeObject, action: EmitEvent) -> None:
         involved = {
@@ -638,22 +714,56 @@ class RunReconciler:
         the cleanup policy to failed pods."""
         namespace, _ = split_key(key)
         now = self.clock()
+        index = dag.task_index() if dag is not None else {}
+        work = []
         for pod in self.run_pods(key):
             meta = pod.get("metadata") or {}
-            name = str(meta.get("name", ""))
             if has_result_finalizer(pod):
-                if dag is None or result_recorded(pod, dag, status):
-                    await drop_result_finalizer(self.writer, namespace, pod)
+                if dag is None or result_recorded(pod, index, status):
+                    work.append(drop_result_finalizer(self.writer, namespace, pod))
                 continue
-            if meta.get("deletionTimestamp"):
-                continue
-            expiry = failed_pod_expiry(pod, self.settings.cleanup)
+            expiry = None if meta.get("deletionTimestamp") else failed_pod_expiry(pod, self.settings.cleanup)
             if expiry is None:
                 continue
             if expiry <= now:
-                await self._delete(namespace, DeletePod(name, "failed pod TTL expired"))
+                work.append(
+                    self._delete(namespace, DeletePod(str(meta.get("name", "")), "failed pod TTL expired"))
+                )
             else:
                 self.queue.add_after(key, (expiry - now).total_seconds())
+        results = await asyncio.gather(*work, return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise RetryLater(f"{len(failures)} pod cleanup call(s) failed: {failures[0]}")
+
+
+def sensor_key_of(key: str, uid: str, task: int) -> str:
+    return f"{key}#{uid}#{task}"
+
+
+def split_sensor_key(sensor_key: str) -> tuple[str, str, int]:
+    key, uid, task = sensor_key.rsplit("#", 2)
+    return key, uid, int(task)
+
+
+def render_sensor(sensor: CompiledSensor, dag: DagSpec, view: RunView) -> CompiledSensor:
+    """The sensor with its templates rendered (the engine takes strings literally)."""
+    params = {p.name: p.default for p in dag.params if p.default is not None}
+    params.update(view.spec.params)
+    outputs = {
+        dag.tasks[int(k)].name: dict(d.outputs)
+        for k, d in view.status.tasks.items()
+        if d.outputs and k.isdigit() and int(k) < len(dag.tasks)
+    }
+    logical = view.spec.logicalDate or view.created.isoformat().replace("+00:00", "Z")
+    context = RenderContext(logical_date=logical, run_id=view.name, params=params, outputs=outputs)
+    changes: dict[str, Any] = {}
+    if sensor.http is not None:
+        changes["http"] = sensor.http.model_copy(update={"url": render(sensor.http.url, context)})
+    if sensor.dagRun is not None:
+        logical_date = render(sensor.dagRun.logicalDate, context)
+        changes["dagRun"] = sensor.dagRun.model_copy(update={"logicalDate": logical_date})
+    return sensor.model_copy(update=changes) if changes else sensor
 
 
 def _terminal_phase(pod: Mapping[str, Any]) -> bool:

@@ -159,3 +159,17 @@ async def test_pod_deleted_by_someone_else_is_retried_as_infrastructure(harness:
     detail = _status(done)["tasks"]["0"]
     assert detail["attempt"] == 2
     assert detail["infraAttempts"] == 1
+
+
+async def test_time_sensor_task_waits_then_unblocks_its_downstream(harness: Harness) -> None:
+    tasks = (
+        "  wait: {sensor: {time: {delay: 2s}, pokeInterval: 1s}}\n"
+        "  work: {after: [wait], command: [work]}\n"
+    )
+    await harness.apply_dag(dag_yaml("sensing", tasks))
+    await harness.start()
+    await harness.create_run("r1", "sensing")
+    waiting = await harness.wait_run("r1", lambda o: _status(o).get("taskStates") == "r.")
+    assert _status(waiting)["phase"] == "Running"
+    done = await harness.wait_phase("r1", "Succeeded")
+    assert _status(done)["taskStates"] == "SS"

@@ -21,6 +21,7 @@ from leoflow.spec.resources import CompiledFanOut, DagRunStatus, RunPhase, TaskD
 from tests.unit.controller.dags import dag
 
 DAG = dag({"a": [], "b": ["a"], "c": []}, fan_out={"c": CompiledFanOut(items=["x", "y"])})
+INDEX = DAG.task_index()
 
 
 def pod(task: str, attempt: int, item: int | None = None, **status: Any) -> dict[str, Any]:
@@ -35,25 +36,25 @@ def pod(task: str, attempt: int, item: int | None = None, **status: Any) -> dict
 
 def test_the_attempt_in_flight_keeps_its_finalizer() -> None:
     status = DagRunStatus(phase=RunPhase.RUNNING, taskStates="r.r", items={"2": "q."})
-    assert not result_recorded(pod("a", 1), DAG, status)
-    assert not result_recorded(pod("c", 1, item=0), DAG, status)
+    assert not result_recorded(pod("a", 1), INDEX, status)
+    assert not result_recorded(pod("c", 1, item=0), INDEX, status)
 
 
 def test_a_recorded_outcome_releases_the_pod() -> None:
     status = DagRunStatus(phase=RunPhase.RUNNING, taskStates="Sr.", tasks={"1": TaskDetail(attempt=1)})
-    assert result_recorded(pod("a", 1), DAG, status)
-    assert result_recorded(pod("c", 1, item=1), DAG, status)
+    assert result_recorded(pod("a", 1), INDEX, status)
+    assert result_recorded(pod("c", 1, item=1), INDEX, status)
 
 
 def test_a_superseded_attempt_is_released_while_the_retry_runs() -> None:
     status = DagRunStatus(phase=RunPhase.RUNNING, taskStates="q..", tasks={"0": TaskDetail(attempt=2)})
-    assert result_recorded(pod("a", 1), DAG, status)
-    assert not result_recorded(pod("a", 2), DAG, status)
+    assert result_recorded(pod("a", 1), INDEX, status)
+    assert not result_recorded(pod("a", 2), INDEX, status)
 
 
 def test_every_pod_of_a_finished_run_is_released() -> None:
     status = DagRunStatus(phase=RunPhase.CANCELLED, taskStates="r..")
-    assert result_recorded(pod("a", 1), DAG, status)
+    assert result_recorded(pod("a", 1), INDEX, status)
 
 
 def test_policies_parse_and_bad_ones_say_what_is_accepted() -> None:
