@@ -1,0 +1,184 @@
+"""The installed controller and webhook, running as pods on the real node from these manifests,
+run the example DAG (examples/etl/demo: outputs, fan-out, a retried failure) to success.
+
+The dev cluster has no kube-proxy and no cluster DNS, which a real cluster provides. So, and only
+here, the controller pod uses the host network: it reaches the API server on 127.0.0.1 (the
+``KUBERNETES_SERVICE_*`` variables say where), and agents reach its gRPC server on the node
+address, for which its serving certificate carries an IP SAN and the webhook injects that address.
+Host networking needs the namespace's Pod Security level lowered and one replica (two would race
+for the same host ports); everything else is the rendered install as `leoflow install --print`
+prints it. The CA ConfigMap the agents trust is copied into the DAG's namespace.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from leoflow.certs import authority
+from leoflow.dev.testing import ClusterHandle
+from leoflow.install import controller_image, manifests, rendering
+
+from .installing import (
+    AGENT_IMAGE,
+    MANIFESTS,
+    NAMESPACE,
+    assert_not_installed,
+    import_local_images,
+    leoflow_crds,
+    remove_webhook_configuration,
+    restore_crds,
+    uninstall,
+    wait_for,
+    wait_for_webhook,
+)
+
+pytestmark = [pytest.mark.cluster, pytest.mark.node]
+
+EXAMPLE = MANIFESTS.parent / "examples" / "etl" / "demo" / "leoflow.yaml"
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    return next(o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name)
+
+
+def set_env(container: dict[str, Any], name: str, value: str) -> None:
+    container["env"] = [e for e in container.get("env", []) if e["name"] != name]
+    container["env"].append({"name": name, "value": value})
+
+
+def dev_cluster_install(cluster: ClusterHandle, agent_port: int, health_port: int) -> list[dict[str, Any]]:
+    node_ip = cluster.state.node_address
+    assert node_ip, "the real node's address"
+    choice = rendering.ImageChoice(controller_image.CONTROLLER_IMAGE, AGENT_IMAGE, "Never")
+    objects = rendering.with_images(manifests.load_kustomization(MANIFESTS), choice)
+    generated = rendering.generate_certificates(NAMESPACE, now=datetime.datetime.now(datetime.UTC))
+    serving = authority.issue_serving(
+        generated.controller_ca,
+        dns_names=authority.service_dns_names(rendering.CONTROLLER_SERVICE, NAMESPACE),
+        ip_addresses=(node_ip,),
+        now=datetime.datetime.now(datetime.UTC),
+        validity=datetime.timedelta(days=1),
+    )
+    objects = rendering.with_certificates(
+        objects, rendering.InstallCertificates(generated.webhook, generated.controller_ca, serving)
+    )
+
+    labels = find(objects, "Namespace", NAMESPACE)["metadata"]["labels"]
+    labels["pod-security.kubernetes.io/enforce"] = "privileged"
+    deployment = find(objects, "Deployment", "leoflow-controller")
+    deployment["spec"]["replicas"] = 1
+    pod = deployment["spec"]["template"]["spec"]
+    pod["hostNetwork"] = True
+    pod["dnsPolicy"] = "ClusterFirstWithHostNet"
+    (container,) = pod["containers"]
+    container["args"] = [
+        a for a in container["args"] if not a.startswith(("--agent-address=", "--metrics-address="))
+    ] + [f"--agent-address={node_ip}:{agent_port}", f"--metrics-address={node_ip}:{health_port}"]
+    container["ports"] = []
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        container[probe]["httpGet"]["port"] = health_port
+    api_port = cluster.state.apiserver_url.rpartition(":")[2]
+    set_env(container, "KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    set_env(container, "KUBERNETES_SERVICE_PORT", api_port)
+
+    webhook = find(objects, "Deployment", "leoflow-webhook")["spec"]["template"]["spec"]["containers"][0]
+    set_env(webhook, "LEOFLOW_CONTROLLER_ADDR", f"{node_ip}:{agent_port}")
+    return objects
+
+
+@pytest.fixture(scope="module")
+def installed(cluster: ClusterHandle) -> Iterator[tuple[ClusterHandle, str]]:
+    """The install, and where the controller's /metrics is."""
+    import_local_images(cluster)
+    assert_not_installed(cluster)
+    crds_before = leoflow_crds(cluster)
+    node_ip = str(cluster.state.node_address)
+    agent_port, health_port = free_port(node_ip), free_port(node_ip)
+    try:
+        objects = dev_cluster_install(cluster, agent_port, health_port)
+        cluster.kubectl("apply", "-f", "-", input=rendering.dump(objects))
+        yield cluster, f"http://{node_ip}:{health_port}/metrics"
+    finally:
+        remove_webhook_configuration(cluster)
+        uninstall(cluster)
+        restore_crds(cluster, crds_before)
+
+
+def controller_ready(cluster: ClusterHandle) -> bool:
+    ready = cluster.kubectl(
+        "get", "deployment", "leoflow-controller", "-n", NAMESPACE, "-o", "jsonpath={.status.readyReplicas}"
+    ).stdout
+    return ready == "1"
+
+
+def test_installed_controller_and_webhook_run_the_example_dag(
+    installed: tuple[ClusterHandle, str], namespace: str
+) -> None:
+    cluster, metrics_url = installed
+    wait_for_webhook(cluster)
+    wait_for(
+        "a ready controller",
+        lambda: controller_ready(cluster),
+        within=240,
+        describe=lambda: cluster.kubectl(
+            "logs", "-n", NAMESPACE, "deploy/leoflow-controller", check=False
+        ).stdout[-3000:],
+    )
+    ca = json.loads(cluster.kubectl("get", "configmap", "leoflow-ca", "-n", NAMESPACE, "-o", "json").stdout)
+    copy = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "leoflow-ca"}, "data": ca["data"]}
+    cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(copy))
+    compiled = subprocess.run(
+        [sys.executable, "-m", "leoflow", "compile", str(EXAMPLE), "-n", namespace],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    cluster.kubectl("apply", "-f", "-", input=compiled)
+    dag = next(d for d in yaml.safe_load_all(compiled) if d and d["kind"] == "DAG")
+    run = {
+        "apiVersion": "leoflow.io/v1alpha1",
+        "kind": "DAGRun",
+        "metadata": {"name": "installed-1"},
+        "spec": {"dagName": dag["metadata"]["name"]},
+    }
+    cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(run))
+
+    def phase() -> str:
+        return cluster.kubectl(
+            "get", "dagrun", "installed-1", "-n", namespace, "-o", "jsonpath={.status.phase}"
+        ).stdout
+
+    wait_for(
+        "the run to finish",
+        lambda: phase() in ("Succeeded", "Failed", "Cancelled"),
+        within=300,
+        describe=lambda: cluster.kubectl("get", "dagrun,pods", "-n", namespace, "-o", "wide").stdout,
+    )
+    status = cluster.kubectl("get", "dagrun", "installed-1", "-n", namespace, "-o", "json").stdout
+    assert phase() == "Succeeded", status
+    # The agents reported to the controller pod over TLS, not only through pod status.
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        metrics = response.read().decode()
+    finished = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith('leoflow_agent_reports_total{kind="finished",result="accepted"}')
+    ]
+    assert finished and finished[0] >= 1, "no finished report from an agent was accepted"
