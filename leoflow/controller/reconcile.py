@@ -50,7 +50,7 @@ from leoflow.controller.cleanup import (
 from leoflow.controller.kube.errors import ApiError
 from leoflow.controller.kube.informer import EventType, Informer
 from leoflow.controller.kube.transport import CONFIGMAPS, DAGRUNS, PODS, KubeObject
-from leoflow.controller.kube.writer import Writer
+from leoflow.controller.kube.writer import MERGE_PATCH, Writer, merge_patch
 from leoflow.controller.metrics import ControllerMetrics
 from leoflow.controller.observations import (
     AgentFinished,
@@ -305,7 +305,6 @@ class RunReconciler:
             self._finished_marks.pop(key, None)
             await self._release_orphans(key)
             return
-        namespace, name = split_key(key)
         try:
             view = run_view(obj, self.settings.run_defaults)
         except RunViewError as exc:
@@ -345,7 +344,7 @@ class RunReconciler:
                 return status_body(chosen.status) if chosen is not None else None
 
             try:
-                stored = await self.writer.update_status(DAGRUNS, namespace, name, compute)
+                stored = await self._write_status(obj, update.status, compute)
             except (RunViewError, PlanError) as exc:
                 log.warning("cannot plan DAGRun", extra={"run": key, "error": str(exc)})
                 return
@@ -358,6 +357,34 @@ class RunReconciler:
         await self._execute(key, obj, dag, view, actions)
         self._prune_reports(key, stored_status)
         await self._settle_pods(key, dag, stored_status)
+
+    async def _write_status(
+        self, obj: KubeObject, status: DagRunStatus, compute: Callable[[KubeObject], KubeObject | None]
+    ) -> KubeObject | None:
+        """Patches the status planned from ``obj``, guarded by ``obj``'s resourceVersion (no read
+        first: the cache or our last write is usually current); on 409 it falls back to the
+        writer's read-modify-write, which re-plans on the fresh object."""
+        meta = obj.get("metadata") or {}
+        namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+        diff = merge_patch(obj.get("status") or {}, status_body(status))
+        if diff is None:
+            return obj
+        body = {"metadata": {"resourceVersion": meta.get("resourceVersion")}, "status": diff}
+        try:
+            return await self.writer.call(
+                "patch",
+                "PATCH",
+                DAGRUNS.path(namespace, name, "status"),
+                body=body,
+                content_type=MERGE_PATCH,
+                retry_conflicts=False,
+            )
+        except ApiError as exc:
+            if exc.not_found:
+                return None
+            if not exc.conflict:
+                raise
+        return await self.writer.update_status(DAGRUNS, namespace, name, compute)
 
     async def _release_orphans(self, key: str) -> None:
         """The run is gone from the cache: once a live GET confirms, its pods lose the result
