@@ -24,14 +24,14 @@ pytestmark = pytest.mark.cluster
 FAILED = {
     "phase": "Failed",
     "definitionHash": None,
-    "taskStates": "SSFU",
-    "items": {"1": "SSS"},
-    "progress": "4/4",
+    "taskStates": "SSSFU",
+    "items": {"2": "SSS"},
+    "progress": "5/5",
     "startTime": "2026-11-24T08:00:00Z",
     "completionTime": "2026-11-24T08:01:10Z",
     "message": "task 'validate' failed: UserError: main: exit code 3",
     "tasks": {
-        "2": {
+        "3": {
             "attempt": 3,
             "reason": "UserError",
             "message": "main: exit code 3",
@@ -85,7 +85,7 @@ def test_get_lists_dags_and_runs_as_tables_and_json(
         "ACTIVE",
         "RUNS",
     ]
-    assert dags.stdout.split("\n")[1].split()[:4] == ["etl-demo", "-", images.BASE_IMAGE, "4"]
+    assert dags.stdout.split("\n")[1].split()[:4] == ["etl-demo", "-", images.BASE_IMAGE, "5"]
     runs = leoflow("get", "runs", "--dag", "etl-demo", "-o", "json")
     assert [r["metadata"]["name"] for r in json.loads(runs.stdout)["items"]] == ["etl-demo-1"]
     one = leoflow("get", "run", "etl-demo-1")
@@ -123,7 +123,7 @@ def test_describe_a_failed_run_shows_tasks_reasons_graph_and_logs(
     load = next(line for line in out.splitlines() if line.strip().startswith("load "))
     assert load.split() == ["load", "UpstreamFailed", "-", "-", "-", "-"]
     assert "(3/3 ok)" in out
-    assert "  2 [F] validate  <- transform" in out
+    assert "  3 [F] validate  <- transform" in out
     assert f"leoflow logs etl-demo-f TASK [--attempt N] [--item I] -n {namespace}" in out
 
 
@@ -140,11 +140,13 @@ def test_watch_exits_1_for_a_failed_run_and_0_for_a_succeeded_one(
         "run etl-demo-f Failed: task 'validate' failed: UserError: main: exit code 3"
     )
     create_run(crds, namespace, "etl-demo-c", "etl-demo")
-    set_status(crds, namespace, "etl-demo-c", {"phase": "Cancelled", "taskStates": "SCCC", "progress": "4/4"})
+    set_status(
+        crds, namespace, "etl-demo-c", {"phase": "Cancelled", "taskStates": "SSCCC", "progress": "5/5"}
+    )
     assert leoflow("watch", "run", "etl-demo-c").returncode == 1
     create_run(crds, namespace, "etl-demo-s", "etl-demo")
     set_status(
-        crds, namespace, "etl-demo-s", {"phase": "Succeeded", "taskStates": "SSSS", "items": {"1": "SSS"}}
+        crds, namespace, "etl-demo-s", {"phase": "Succeeded", "taskStates": "SSSSS", "items": {"2": "SSS"}}
     )
     assert leoflow("watch", "run", "etl-demo-s").returncode == 0
 
@@ -190,23 +192,24 @@ def test_watch_follows_a_run_as_its_status_changes(crds: ClusterHandle, namespac
     try:
         assert "run etl-demo-w: Pending" in watcher.stdout.readline()
         steps = [
-            {"phase": "Running", "taskStates": "r..."},
-            {"phase": "Running", "taskStates": "Sr..", "items": {"1": "rrr"}},
+            {"phase": "Running", "taskStates": "Sr..."},
+            {"phase": "Running", "taskStates": "SSr..", "items": {"2": "rrr"}},
             {
                 "phase": "Running",
-                "taskStates": "SSw.",
-                "items": {"1": "SSS"},
-                "tasks": {"2": {"attempt": 1, "reason": "UserError", "message": "main: exit code 3"}},
+                "taskStates": "SSSw.",
+                "items": {"2": "SSS"},
+                "tasks": {"3": {"attempt": 1, "reason": "UserError", "message": "main: exit code 3"}},
             },
             {
                 "phase": "Succeeded",
-                "taskStates": "SSSS",
-                "items": {"1": "SSS"},
-                "tasks": {"2": {"attempt": 2}},
+                "taskStates": "SSSSS",
+                "items": {"2": "SSS"},
+                "tasks": {"3": {"attempt": 2}},
             },
         ]
         expected = [
             "run etl-demo-w: Running",
+            "wait-for-data: Succeeded",
             "extract: Running",
             "extract: Succeeded",
             "transform: Running",
@@ -231,11 +234,11 @@ def test_cancel_sets_the_annotation_and_refuses_a_finished_run(
 ) -> None:
     applied(leoflow)
     create_run(crds, namespace, "etl-demo-r", "etl-demo")
-    set_status(crds, namespace, "etl-demo-r", {"phase": "Running", "taskStates": "r..."})
+    set_status(crds, namespace, "etl-demo-r", {"phase": "Running", "taskStates": "Sr..."})
     assert leoflow("cancel", "etl-demo-r").returncode == 0
     assert annotations(crds, namespace, "etl-demo-r")["leoflow.io/cancel"] == "true"
     create_run(crds, namespace, "etl-demo-s", "etl-demo")
-    set_status(crds, namespace, "etl-demo-s", {"phase": "Succeeded", "taskStates": "SSSS"})
+    set_status(crds, namespace, "etl-demo-s", {"phase": "Succeeded", "taskStates": "SSSSS"})
     refused = leoflow("cancel", "etl-demo-s")
     assert refused.returncode == 1 and "already Succeeded" in refused.stderr
 
@@ -246,12 +249,12 @@ def test_retry_failed_bumps_the_generation_and_drops_a_cancel(
     applied(leoflow)
     create_run(crds, namespace, "etl-demo-f", "etl-demo")
     crds.kubectl("annotate", "dagrun", "etl-demo-f", "-n", namespace, "leoflow.io/cancel=true")
-    set_status(crds, namespace, "etl-demo-f", {"phase": "Cancelled", "taskStates": "SCCC"})
+    set_status(crds, namespace, "etl-demo-f", {"phase": "Cancelled", "taskStates": "SCCCC"})
     assert leoflow("retry", "etl-demo-f", "--failed").returncode == 0
     assert annotations(crds, namespace, "etl-demo-f") == {"leoflow.io/retry": "1"}
     assert leoflow("retry", "etl-demo-f", "--failed").returncode == 0
     assert annotations(crds, namespace, "etl-demo-f") == {"leoflow.io/retry": "2"}
-    set_status(crds, namespace, "etl-demo-f", {"phase": "Running", "taskStates": "Sr.."})
+    set_status(crds, namespace, "etl-demo-f", {"phase": "Running", "taskStates": "SSr.."})
     refused = leoflow("retry", "etl-demo-f", "--failed")
     assert refused.returncode == 1 and "only a Failed or Cancelled run" in refused.stderr
 
@@ -310,7 +313,7 @@ def test_logs_prints_the_main_container_of_the_attempt_pod(
         crds,
         namespace,
         "etl-demo-l",
-        {"phase": "Running", "taskStates": "r...", "tasks": {"0": {"attempt": 2}}},
+        {"phase": "Running", "taskStates": "Sr...", "tasks": {"1": {"attempt": 2}}},
     )
     for attempt in (1, 2):
         pod = {

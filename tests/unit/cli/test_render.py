@@ -37,7 +37,7 @@ def test_spans_read_like_kubectl_ages() -> None:
 def test_tasks_that_never_ran_have_no_attempt_and_no_pod() -> None:
     rows = show.task_rows(
         demo_spec(),
-        status(phase="Failed", taskStates="SFUU", items={"1": "SFS"}),
+        status(phase="Failed", taskStates="SSFUU", items={"2": "SFS"}),
         run="r",
         run_uid="u",
         now=NOW,
@@ -57,12 +57,12 @@ def test_a_retried_task_shows_its_attempt_reason_duration_and_pod() -> None:
     }
     rows = show.task_rows(
         demo_spec(),
-        status(phase="Running", taskStates="SSr.", items={"1": "SSS"}, tasks={"2": detail}),
+        status(phase="Running", taskStates="SSSr.", items={"2": "SSS"}, tasks={"3": detail}),
         run="etl-demo-x",
         run_uid="uid-1",
         now=NOW,
     )
-    validate = rows[2]
+    validate = rows[3]
     assert (validate.attempt, validate.reason, validate.duration) == (2, "UserError", 40.0)
     assert validate.pod == attempt_pod_name("etl-demo-x", AttemptKey("uid-1", "validate", None, 2))
 
@@ -72,50 +72,51 @@ def test_fan_out_row_sums_its_items_and_names_the_first_failed_item() -> None:
         demo_spec(),
         status(
             phase="Running",
-            taskStates="Sr..",
-            items={"1": "SFr"},
-            tasks={"1/1": {"reason": "OOMKilled", "message": "main: OOMKilled (exit code 137)"}},
+            taskStates="SSr..",
+            items={"2": "SFr"},
+            tasks={"2/1": {"reason": "OOMKilled", "message": "main: OOMKilled (exit code 137)"}},
         ),
         run="r",
         run_uid="u",
         now=NOW,
     )
-    assert rows[1].items == "1/3 ok, 1 failed, 1 active"
-    assert rows[1].reason == "OOMKilled" and rows[1].message.startswith("item 1:")
-    assert rows[1].pod is None
+    assert rows[2].items == "1/3 ok, 1 failed, 1 active"
+    assert rows[2].reason == "OOMKilled" and rows[2].message.startswith("item 1:")
+    assert rows[2].pod is None
 
 
 def test_watcher_times_fill_in_a_clean_success_the_status_forgot() -> None:
-    seen = {"0": show.Seen(started=NOW - timedelta(seconds=5), finished=NOW - timedelta(seconds=2))}
-    rows = show.task_rows(demo_spec(), status(taskStates="S..."), run="r", run_uid="u", now=NOW, seen=seen)
-    assert rows[0].duration == 3.0
+    seen = {"1": show.Seen(started=NOW - timedelta(seconds=5), finished=NOW - timedelta(seconds=2))}
+    rows = show.task_rows(demo_spec(), status(taskStates="SS..."), run="r", run_uid="u", now=NOW, seen=seen)
+    assert rows[1].duration == 3.0
 
 
 def test_deleted_pods_are_marked_in_the_task_table() -> None:
     rows = show.task_rows(
-        demo_spec(), status(taskStates="SSSF", items={"1": "SSS"}), run="r", run_uid="u", now=NOW
+        demo_spec(), status(taskStates="SSSSF", items={"2": "SSS"}), run="r", run_uid="u", now=NOW
     )
-    table = show.table(show.task_table(rows, pods_present={rows[3].pod or ""}))
-    assert f"{rows[0].pod} (deleted)" in table
-    assert f"{rows[3].pod} (deleted)" not in table and rows[3].pod in table
+    table = show.table(show.task_table(rows, pods_present={rows[4].pod or ""}))
+    assert f"{rows[1].pod} (deleted)" in table and rows[0].pod is None
+    assert f"{rows[4].pod} (deleted)" not in table and rows[4].pod in table
     assert "(3/3 ok)" in table
 
 
 def test_graph_draws_each_task_with_its_state_code() -> None:
-    text = show.graph_with_states(demo_spec(), status(taskStates="SrF.", items={"1": "SSr"}))
+    text = show.graph_with_states(demo_spec(), status(taskStates="SSrF.", items={"2": "SSr"}))
     lines = text.splitlines()
-    assert lines[0].strip() == "0 [S] extract"
-    assert lines[1].strip() == "1 [r] transform (fan-out 2/3 ok, 1 active)  <- extract"
-    assert lines[2].strip() == "2 [F] validate  <- transform"
+    assert lines[0].strip() == "0 [S] wait-for-data (sensor)"
+    assert lines[1].strip() == "1 [S] extract  <- wait-for-data"
+    assert lines[2].strip() == "2 [r] transform (fan-out 2/3 ok, 1 active)  <- extract"
+    assert lines[3].strip() == "3 [F] validate  <- transform"
 
 
 def test_transitions_print_one_line_per_changed_task() -> None:
     spec = demo_spec()
-    before = status(taskStates="Sr..", items={"1": "Srr"})
+    before = status(taskStates="SSr..", items={"2": "Srr"})
     after = status(
-        taskStates="SSw.",
-        items={"1": "SSS"},
-        tasks={"2": {"attempt": 1, "reason": "UserError", "message": "main: exit code 3"}},
+        taskStates="SSSw.",
+        items={"2": "SSS"},
+        tasks={"3": {"attempt": 1, "reason": "UserError", "message": "main: exit code 3"}},
     )
     assert show.transitions(spec, before, after) == [
         "transform: Succeeded",
@@ -154,14 +155,14 @@ def test_live_view_shows_progress_and_every_task_state() -> None:
     }
     st = status(
         phase="Running",
-        taskStates="Sw..",
+        taskStates="SSw..",
         items={},
-        tasks={"1": {"attempt": 1, "reason": "UserError", "message": "main: exit code 3"}},
+        tasks={"2": {"attempt": 1, "reason": "UserError", "message": "main: exit code 3"}},
     )
     console = Console(record=True, width=120, force_terminal=False)
     console.print(run_view("r", demo_spec(), run, st, {}))
     text = console.export_text()
-    assert "run r  Running  1/4 tasks" in text
+    assert "run r  Running  2/5 tasks" in text
     assert "RetryWait" in text and "UserError" in text and "main: exit code 3" in text
     assert [
         line.split()[0]
