@@ -1,10 +1,11 @@
 #!/bin/sh
 # Installs the Debian packages the dev cluster's real node needs (containerd, runc, CNI plugins,
-# busybox-static for the local images, iproute2 for the pod bridge). Idempotent: when everything
+# busybox-static for the local images, iproute2 for the pod bridge, debootstrap for the controller
+# image built without Docker). Idempotent: when everything
 # is installed it only runs dpkg-query and exits, without touching the network.
 set -eu
 
-PACKAGES="containerd runc containernetworking-plugins busybox-static iproute2 util-linux"
+PACKAGES="containerd runc containernetworking-plugins busybox-static iproute2 util-linux debootstrap"
 
 missing=""
 for pkg in $PACKAGES; do

@@ -42,10 +42,17 @@ class LogfmtFormatter(logging.Formatter):
         return line
 
 
+# The Kubernetes client logs whole response bodies at DEBUG, Secrets (private keys) included:
+# never below INFO, even when the user asks for debug detail.
+_QUIET_LOGGERS = ("kubernetes_asyncio",)
+
+
 def configure(level: int | str = logging.INFO) -> None:
     """Installs the logfmt formatter on the root logger (stderr); safe to call twice."""
     root = logging.getLogger()
     root.setLevel(level)
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger(name).getEffectiveLevel()))
     for handler in root.handlers:
         if isinstance(handler.formatter, LogfmtFormatter):
             return

@@ -22,3 +22,11 @@ def test_values_with_spaces_quotes_or_newlines_are_quoted_and_escaped() -> None:
     line = render("x", reason='said "no"\nthen left', empty="")
     assert 'reason="said \\"no\\"\\nthen left"' in line
     assert 'empty=""' in line
+
+
+def test_debug_logging_never_shows_kubernetes_client_response_bodies() -> None:
+    from leoflow.logfmt import configure
+
+    configure(logging.DEBUG)
+    assert not logging.getLogger("kubernetes_asyncio.client.rest").isEnabledFor(logging.DEBUG)
+    assert logging.getLogger("leoflow.controller").isEnabledFor(logging.DEBUG)
