@@ -59,9 +59,13 @@ def parse_time(value: object) -> datetime | None:
 
 
 def span(seconds: float | None) -> str:
-    """kubectl's compact age: ``45s``, ``3m12s``, ``2h5m``, ``4d3h``; ``-`` when unknown."""
+    """kubectl's compact age: ``45s``, ``3m12s``, ``2h5m``, ``4d3h``; ``-`` when unknown.
+
+    Under ten seconds it keeps a decimal: a task that ran for 0.4 s does not read as ``0s``."""
     if seconds is None:
         return "-"
+    if 0 <= seconds < 10:
+        return f"{seconds:.1f}s"
     total = max(int(seconds), 0)
     if total < 60:
         return f"{total}s"

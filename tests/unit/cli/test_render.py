@@ -23,9 +23,9 @@ def status(**fields: object) -> DagRunStatus:
 
 
 def test_spans_read_like_kubectl_ages() -> None:
-    assert [show.span(s) for s in (None, 0, 59, 61, 600, 3 * 3600 + 120, 86400 * 2 + 3600)] == [
+    assert [show.span(s) for s in (None, 0.44, 59, 61, 600, 3 * 3600 + 120, 86400 * 2 + 3600)] == [
         "-",
-        "0s",
+        "0.4s",
         "59s",
         "1m1s",
         "10m",
