@@ -1,7 +1,8 @@
 """The live view of ``leoflow watch run`` on a terminal: a task table under a progress bar.
 
 Built on rich (``Live`` redraws in place, tables size themselves to the terminal); only used when
-stdout is a terminal, so pipes and CI logs get ``watch``'s plain lines instead.
+stdout is a terminal, so pipes and CI logs get ``watch``'s plain lines instead. The bar is plain
+text rather than rich's ProgressBar, which shares its line with whatever follows it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
-from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
@@ -57,7 +57,9 @@ def run_view(
             row.reason or "",
             detail,
         )
-    parts: list[Any] = [header, ProgressBar(total=max(total, 1), completed=done, width=40), table]
+    filled = 40 * done // total if total else 40
+    bar = Text.assemble(("━" * filled, "green"), ("━" * (40 - filled), "grey30"))
+    parts: list[Any] = [header, bar, table]
     if status.message:
         parts.append(Text(status.message, style="yellow"))
     return Group(*parts)
