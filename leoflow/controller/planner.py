@@ -266,7 +266,8 @@ class _Work:
         status = obs.status
         if obs.attempt != current or not active:
             superseded = obs.attempt < current or (obs.attempt == current and not active)
-            if superseded and not status.terminal and not obs.deleting:
+            exited = obs.attempt == current and self._exited(unit)
+            if superseded and not status.terminal and not obs.deleting and not exited:
                 self.deletes.append(DeletePod(obs.pod, "attempt no longer current"))
             elif (
                 obs.attempt == current
@@ -294,6 +295,16 @@ class _Work:
                 self.set_detail(unit, message=status.message)
         elif status.message != (self.detail(unit).message or ""):
             self.set_detail(unit, message=status.message or None)
+
+    def _exited(self, unit: Unit) -> bool:
+        """Whether the current attempt's process is known to have exited (the agent's Finished can
+        arrive before the kubelet marks the pod terminal). Such a pod turns terminal by itself,
+        with ``activeDeadlineSeconds`` as the backstop; deleting it would lose its logs and defy
+        the cleanup policy, so it is left to finish."""
+        code = self.code(unit)
+        if code is TaskState.SUCCEEDED:
+            return True
+        return code in (TaskState.RETRY_WAIT, TaskState.FAILED) and self.detail(unit).exitCode is not None
 
     def _agent_finished(self, unit: Unit, obs: AgentFinished) -> None:
         if obs.agent_error:

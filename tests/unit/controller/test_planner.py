@@ -96,6 +96,35 @@ def test_pod_of_a_superseded_attempt_still_running_is_deleted() -> None:
     assert sim.deletes() == [sim.pod_name("a", 1)]
 
 
+def test_failed_attempt_pod_still_running_after_agent_report_is_kept_for_its_logs() -> None:
+    sim = Sim.start(dag({"a": []}, retries=3, retryDelaySeconds=30))
+    sim.step()
+    sim.step(sim.finished("a", exit_code=3))
+    assert sim.state("a") is TaskState.RETRY_WAIT
+    sim.step(sim.pod("a", PodPhase.RUNNING, attempt=1), now=at(1))
+    assert sim.deletes() == [], "the process exited; the kubelet is about to mark the pod Failed"
+
+
+def test_succeeded_pod_still_running_after_agent_report_is_not_deleted_when_pods_are_kept() -> None:
+    sim = Sim.start(dag(CHAIN), settings=PlanSettings(delete_succeeded_pods=False))
+    sim.step()
+    sim.step(sim.finished("extract"))
+    sim.step(sim.pod("extract", PodPhase.RUNNING), now=at(1))
+    assert sim.deletes() == [], "the process exited; the kubelet is about to mark the pod Succeeded"
+    sim.step(sim.pod("extract", PodPhase.SUCCEEDED), now=at(2))
+    assert sim.deletes() == [], "keep-all: a succeeded pod stays"
+
+
+def test_timed_out_attempt_pod_still_running_is_deleted_again_when_seen() -> None:
+    sim = Sim.start(dag({"a": []}, timeout=10))
+    sim.step()
+    sim.step(sim.started("a", at=at(1)), now=at(1))
+    sim.step(now=at(11))
+    assert sim.state("a") is TaskState.FAILED
+    sim.step(sim.pod("a", PodPhase.RUNNING), now=at(12))
+    assert sim.deletes() == [sim.pod_name("a", 1)], "no exit was seen: the process must be stopped"
+
+
 def test_user_failure_retries_with_exponential_backoff_capped_by_max_delay() -> None:
     spec = dag({"a": []}, retries=4, retryDelaySeconds=10, retryBackoff=2.0, maxRetryDelaySeconds=30)
     sim = Sim.start(spec)
