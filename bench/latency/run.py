@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import signal
 import socket
@@ -81,6 +82,12 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def scrape(port: int) -> str:
@@ -310,6 +317,7 @@ async def phase(
                 for i in range(runs)
             )
             began = time.perf_counter()
+            cpu_began = cpu_seconds(controller.pid)
             await asyncio.to_thread(kubectl, "create", "-f", "-", input=manifest)
             expected = runs * (tasks - 1)
             phases: dict[str, int] = {}
@@ -321,6 +329,8 @@ async def phase(
                     break
                 await asyncio.sleep(0.2)
             elapsed = time.perf_counter() - began
+            cpu = cpu_seconds(controller.pid) - cpu_began
+            load = os.getloadavg()[0]
             metrics = await asyncio.to_thread(scrape, metrics_port)
         result: dict[str, Any] = {
             "transitions": summary_ms(chains.gaps),
@@ -330,6 +340,10 @@ async def phase(
             # finished tasks, transitions wait in the queue (compare with the transition figures).
             "reconcile": histogram_bounds(reconcile_buckets(metrics)),
             "workers": workers,
+            # Near 100: the controller's one event loop is the bottleneck; the machine's load says
+            # how much CPU it could get (2 cores shared with every other process).
+            "controller_cpu_percent": round(100 * cpu / elapsed, 1),
+            "machine_load_1m": round(load, 2),
             "seconds": round(elapsed, 1),
         }
         if phases:
