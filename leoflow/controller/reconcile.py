@@ -239,6 +239,7 @@ class RunReconciler:
             self._created_at.pop(name, None)
         else:
             self._run_pods.setdefault(key, set()).add(name)
+            self._missing_since.pop(name, None)
             if new is not None and _terminal_phase(new) and (old is None or not _terminal_phase(old)):
                 self.mark_finished(key, "pod")
         self.queue.add(key)

@@ -120,6 +120,19 @@ class Harness:
             await asyncio.wait_for(self._task, 30)
         self._task = None
 
+    async def release_pods(self) -> None:
+        """Deletes the namespace's runs while the controller still runs, so it drops the result
+        finalizers and no pod is left Terminating when the namespace goes."""
+        if self._task is None or self._task.done():
+            return
+        await self.kubectl("delete", "dagruns", "--all", "--wait=false", check=False)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            out = await self.kubectl("get", "pods", "-o", "name", check=False)
+            if not out.strip():
+                return
+            await asyncio.sleep(0.5)
+
     async def kill(self) -> None:
         """Like SIGKILL: the controller's tasks die wherever they are, nothing is flushed."""
         if self._task is not None:
@@ -173,4 +186,5 @@ async def harness(crds: ClusterHandle, namespace: str, kube: Any) -> AsyncIterat
     try:
         yield h
     finally:
+        await h.release_pods()
         await h.stop()
