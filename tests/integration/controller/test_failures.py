@@ -69,3 +69,26 @@ async def test_deleted_run_leaves_no_pod_behind(harness: Harness) -> None:
     await harness.wait_run("r1", lambda o: _status(o).get("taskStates") == "r")
     await harness.kubectl("delete", "dagrun", "r1", "--wait=false")
     await harness.wait_until_no_pods("r1", within=90)
+
+
+async def test_outputs_reach_downstream_from_the_termination_message_without_an_agent_report(
+    harness: Harness,
+) -> None:
+    tasks = (
+        "  produce: {command: [produce], outputs: [rows]}\n"
+        "  consume: {after: [produce], command: [consume], env: {ROWS: '{{ tasks.produce.outputs.rows }}'}}\n"
+    )
+    await harness.apply_dag(dag_yaml("summary", tasks))
+    # KWOK's fail stage can write a terminated state with exit code 0 and a message: exactly what
+    # the kubelet records for an agent that exited 0 after writing its JSON summary.
+    summary = {
+        **fail(exit_code=0, reason="Completed"),
+        "kwok.leoflow.io/fail-message": '{"outputs":{"rows":"7"}}',
+    }
+    harness.script.tasks = {"produce": summary, "consume": {"kwok.leoflow.io/succeed-after": "10m"}}
+    await harness.start(cleanup=CleanupPolicy(delete_succeeded=False))
+    await harness.create_run("r1", "summary")
+    running = await harness.wait_run("r1", lambda o: (_status(o).get("taskStates") or "").startswith("S"))
+    assert running["status"]["tasks"]["0"]["outputs"] == {"rows": "7"}
+    pods = {p["metadata"]["labels"][TASK_LABEL]: p for p in await harness.pods("r1")}
+    assert {"name": "ROWS", "value": "7"} in pods["consume"]["spec"]["containers"][0]["env"]
