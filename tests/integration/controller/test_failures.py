@@ -92,3 +92,15 @@ async def test_outputs_reach_downstream_from_the_termination_message_without_an_
     assert running["status"]["tasks"]["0"]["outputs"] == {"rows": "7"}
     pods = {p["metadata"]["labels"][TASK_LABEL]: p for p in await harness.pods("r1")}
     assert {"name": "ROWS", "value": "7"} in pods["consume"]["spec"]["containers"][0]["env"]
+
+
+async def test_failed_pods_are_kept_for_the_ttl_then_deleted(harness: Harness) -> None:
+    await harness.apply_dag(dag_yaml("ttl", "  broken: {command: [broken]}\n"))
+    harness.script.tasks = {"broken": fail()}
+    await harness.start(cleanup=CleanupPolicy(delete_succeeded=True, failed_ttl=10.0))
+    await harness.create_run("r1", "ttl")
+    await harness.wait_phase("r1", "Failed")
+    [pod] = await harness.pods("r1")
+    assert pod["status"]["phase"] == "Failed"
+    assert "leoflow.io/result" not in (pod["metadata"].get("finalizers") or [])
+    await harness.wait_until_no_pods("r1", within=60)
