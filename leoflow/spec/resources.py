@@ -324,8 +324,6 @@ class TaskDetail(ResourceModel):
     startTime: str | None = None
     finishTime: str | None = None
     outputs: dict[str, str] = Field(default_factory=dict)
-    sensorState: str | None = None
-    """A waiting sensor's encoded state (leoflow.controller.sensors.state), so it resumes after a restart."""
 
 
 class DagRunStatus(ResourceModel):
