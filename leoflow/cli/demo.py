@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import datetime
 import json
 import os
@@ -52,6 +51,7 @@ from leoflow.dev import cluster, images
 from leoflow.dev.node import NodeError, load_image
 from leoflow.spec.crds import crds
 from leoflow.spec.resources import API_VERSION, RunPhase
+from leoflow.webhook.registration import only_namespaces, webhook_configuration
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "etl" / "demo"
@@ -209,44 +209,16 @@ def wait_ready(
         time.sleep(0.2)
 
 
-def webhook_configuration(url: str, ca_pem: bytes, namespace: str) -> dict[str, Any]:
+def demo_webhook_configuration(url: str, ca_pem: bytes, namespace: str) -> dict[str, Any]:
     """Scoped to the demo's namespace, so the demo never touches pods elsewhere in the cluster."""
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": WEBHOOK_CONFIGURATION},
-        "webhooks": [
-            {
-                "name": "inject.agent.leoflow.io",
-                "admissionReviewVersions": ["v1"],
-                "sideEffects": "None",
-                "failurePolicy": "Fail",
-                "timeoutSeconds": 5,
-                "reinvocationPolicy": "Never",
-                "rules": [
-                    {
-                        "operations": ["CREATE"],
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "resources": ["pods"],
-                        "scope": "Namespaced",
-                    }
-                ],
-                "objectSelector": {"matchLabels": {"leoflow.io/inject": "true"}},
-                "namespaceSelector": {
-                    "matchExpressions": [
-                        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": [namespace]}
-                    ]
-                },
-                "clientConfig": {"url": url, "caBundle": base64.b64encode(ca_pem).decode()},
-            }
-        ],
-    }
+    return webhook_configuration(
+        WEBHOOK_CONFIGURATION, url=url, ca_bundle=ca_pem, namespace_selector=only_namespaces([namespace])
+    )
 
 
 @contextmanager
 def registered_webhook(state: cluster.ClusterState, url: str, tls: Tls, namespace: str) -> Iterator[None]:
-    config = webhook_configuration(url, tls.ca.read_bytes(), namespace)
+    config = demo_webhook_configuration(url, tls.ca.read_bytes(), namespace)
     kubectl(state, "apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(config))
     try:
         yield

@@ -9,7 +9,6 @@ test registers is cluster-scoped and removed when the test ends, whatever happen
 
 from __future__ import annotations
 
-import base64
 import json
 import socket
 import ssl
@@ -27,6 +26,7 @@ import pytest
 
 from leoflow.dev import images, kwok
 from leoflow.dev.testing import ClusterHandle
+from leoflow.webhook import registration
 
 # The tag `leoflow dev` images use, so an injected pod on the real node finds the imported image.
 AGENT_IMAGE = images.AGENT_IMAGE
@@ -128,38 +128,13 @@ def webhook(tls_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 def webhook_configuration(name: str, url: str, ca_bundle: bytes) -> dict[str, Any]:
-    return {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "MutatingWebhookConfiguration",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "leoflow-tests"}},
-        "webhooks": [
-            {
-                "name": "inject.agent.leoflow.io",
-                "admissionReviewVersions": ["v1"],
-                "sideEffects": "None",
-                "failurePolicy": "Fail",
-                "timeoutSeconds": 5,
-                "reinvocationPolicy": "Never",
-                "matchPolicy": "Equivalent",
-                "rules": [
-                    {
-                        "operations": ["CREATE"],
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "resources": ["pods"],
-                        "scope": "Namespaced",
-                    }
-                ],
-                "objectSelector": {"matchLabels": {"leoflow.io/inject": "true"}},
-                "namespaceSelector": {
-                    "matchExpressions": [
-                        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": EXCLUDED}
-                    ]
-                },
-                "clientConfig": {"url": url, "caBundle": base64.b64encode(ca_bundle).decode()},
-            }
-        ],
-    }
+    return registration.webhook_configuration(
+        name,
+        url=url,
+        ca_bundle=ca_bundle,
+        namespace_selector=registration.except_namespaces(EXCLUDED),
+        labels={"app.kubernetes.io/part-of": "leoflow-tests"},
+    )
 
 
 Register = Callable[[str, bytes], str]

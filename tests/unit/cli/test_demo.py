@@ -36,7 +36,7 @@ def test_webhook_flags_parse_with_the_webhook_command(tmp_path: Path) -> None:
 
 
 def test_webhook_registration_is_scoped_to_the_demo_namespace() -> None:
-    config = demo.webhook_configuration("https://127.0.0.1:1/mutate-pods", b"PEM", "leoflow-demo")
+    config = demo.demo_webhook_configuration("https://127.0.0.1:1/mutate-pods", b"PEM", "leoflow-demo")
     hook = config["webhooks"][0]
     assert hook["namespaceSelector"]["matchExpressions"] == [
         {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["leoflow-demo"]}
