@@ -289,6 +289,9 @@ class _Work:
         elif status.phase is PodPhase.FAILED:
             reason = status.reason or FailureReason.UNKNOWN
             self._failed(unit, reason.value, FAILURE_CLASS[reason], status.message, status.exit_code)
+            if status.stranded and not obs.deleting:
+                # Kubernetes would keep it waiting forever, and the run may end in this decision.
+                self.deletes.append(DeletePod(obs.pod, f"attempt failed: {reason.value}"))
         elif status.phase is PodPhase.RUNNING or status.started:
             self._running(unit, self.now)
             if status.message:

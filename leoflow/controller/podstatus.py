@@ -191,7 +191,12 @@ class PodContext:
 
 @dataclass(frozen=True)
 class PodObservation:
-    """The classifier's verdict. ``deadline`` is set while a grace timer runs."""
+    """The classifier's verdict. ``deadline`` is set while a grace timer runs.
+
+    ``stranded``: the verdict is a failure but Kubernetes will never end the pod by itself (it
+    waits Pending on an image, a Secret or a node, or sits on a lost node): whoever acts on the
+    verdict deletes the pod, or it holds its node slot and quota forever.
+    """
 
     phase: PodPhase
     reason: FailureReason | None = None
@@ -201,6 +206,7 @@ class PodObservation:
     deadline: datetime | None = None
     started: bool = False
     waiting_reason: str | None = None
+    stranded: bool = False
 
     @property
     def failure_class(self) -> FailureClass | None:
@@ -477,14 +483,17 @@ def _node_lost(
     context: PodContext, now: datetime, settings: ClassifySettings, started: bool
 ) -> PodObservation | None:
     if context.node_gone:
-        return _failed(FailureReason.NODE_LOST, "the pod's node is gone", started=started)
+        return _failed(FailureReason.NODE_LOST, "the pod's node is gone", started=started, stranded=True)
     since = context.node_not_ready_since
     if since is None:
         return None
     deadline = since + timedelta(seconds=settings.node_lost_grace)
     if now >= deadline:
         return _failed(
-            FailureReason.NODE_LOST, f"node not Ready for {settings.node_lost_grace:g}s", started=started
+            FailureReason.NODE_LOST,
+            f"node not Ready for {settings.node_lost_grace:g}s",
+            started=started,
+            stranded=True,
         )
     return PodObservation(PodPhase.RUNNING, deadline=deadline, started=started)
 
@@ -504,7 +513,7 @@ def _waiting(view: _PodView, now: datetime, context: PodContext) -> PodObservati
             kind = (
                 FailureReason.AGENT_IMAGE_PULL_FAILED if container.is_agent else FailureReason.IMAGE_INVALID
             )
-            return _failed(kind, detail, container=container.name)
+            return _failed(kind, detail, container=container.name, stranded=True)
         if reason in _IMAGE_PULL_REASONS:
             kind = (
                 FailureReason.AGENT_IMAGE_PULL_FAILED
@@ -600,7 +609,7 @@ def _grace(
     since = context.waiting_since or pod_since or _timestamp(view.metadata.get("creationTimestamp")) or now
     deadline = since + timedelta(seconds=grace)
     if now >= deadline:
-        return _failed(kind, detail, container=container)
+        return _failed(kind, detail, container=container, stranded=True)
     return PodObservation(
         phase, message=detail, container=container, deadline=deadline, waiting_reason=waiting_reason
     )
@@ -618,6 +627,7 @@ def _with_deadline(observation: PodObservation, timer: PodObservation | None) ->
         timer.deadline,
         observation.started,
         observation.waiting_reason,
+        observation.stranded,
     )
 
 
@@ -628,8 +638,11 @@ def _failed(
     exit_code: int | None = None,
     container: str | None = None,
     started: bool = False,
+    stranded: bool = False,
 ) -> PodObservation:
-    return PodObservation(PodPhase.FAILED, reason, message, exit_code, container, started=started)
+    return PodObservation(
+        PodPhase.FAILED, reason, message, exit_code, container, started=started, stranded=stranded
+    )
 
 
 def _exit_code(term: Mapping[str, Any] | None) -> int:

@@ -125,6 +125,22 @@ def test_timed_out_attempt_pod_still_running_is_deleted_again_when_seen() -> Non
     assert sim.deletes() == [sim.pod_name("a", 1)], "no exit was seen: the process must be stopped"
 
 
+def test_stranded_pod_of_a_failed_task_is_deleted_in_the_decision_that_ends_the_run() -> None:
+    sim = Sim.start(dag({"a": []}, retries=3))
+    sim.step()
+    sim.step(sim.pod("a", PodPhase.FAILED, FailureReason.IMAGE_INVALID, stranded=True), now=at(1))
+    assert sim.run.status.phase is RunPhase.FAILED, "a config error spends no retry"
+    assert sim.deletes() == [sim.pod_name("a", 1)], "Kubernetes would keep it Pending forever"
+
+
+def test_terminal_pod_of_a_failed_task_is_left_to_the_cleanup_policy() -> None:
+    sim = Sim.start(dag({"a": []}))
+    sim.step()
+    sim.step(sim.pod("a", PodPhase.FAILED, FailureReason.USER_ERROR), now=at(1))
+    assert sim.run.status.phase is RunPhase.FAILED
+    assert sim.deletes() == []
+
+
 def test_user_failure_retries_with_exponential_backoff_capped_by_max_delay() -> None:
     spec = dag({"a": []}, retries=4, retryDelaySeconds=10, retryBackoff=2.0, maxRetryDelaySeconds=30)
     sim = Sim.start(spec)

@@ -122,6 +122,25 @@ def test_invalid_image_name_fails_at_once() -> None:
     assert "Bad:Ref" in obs.message
 
 
+def test_pods_kubernetes_would_keep_waiting_are_stranded_so_the_controller_deletes_them() -> None:
+    invalid = pod("Pending", containers=[waiting("main", "InvalidImageName", "bad")])
+    unschedulable = pod("Pending", conditions=[scheduled("False", "Unschedulable", "0/3", at_offset=1)])
+    config = pod("Pending", containers=[waiting("main", "CreateContainerConfigError", "x")])
+    running_on_lost_node = pod("Running", containers=[running()], conditions=[scheduled()])
+    settings = ClassifySettings(unschedulable_grace=10, node_lost_grace=10)
+    lost = PodContext(node_not_ready_since=at(0))
+    for p, context in ((invalid, None), (unschedulable, None), (config, None), (running_on_lost_node, lost)):
+        obs = classify(p, now=at(100), settings=settings, context=context)
+        assert obs.phase is PodPhase.FAILED
+        assert obs.stranded, obs
+    # Terminal pods end by themselves: the cleanup policy decides about them, not the verdict.
+    evicted = pod("Failed", containers=[terminated(exit_code=137)], reason="Evicted", message="low")
+    assert not classify(evicted, now=at(100)).stranded
+    assert not classify(pod("Failed", containers=[terminated(exit_code=1)]), now=at(100)).stranded
+    # Still within its grace: not a verdict yet.
+    assert not classify(unschedulable, now=at(5), settings=settings).stranded
+
+
 def test_create_container_config_error_fails_at_once_with_message() -> None:
     p = pod(
         "Pending",
