@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from leoflow.controller.app import Controller, ControllerSettings
 from leoflow.controller.podnames import ATTEMPT_LABEL, TASK_LABEL
 from leoflow.controller.reconcile import ReconcileSettings
+from leoflow.dev import images
 from leoflow.dev.kwok import simulated_pod_placement
 from leoflow.dev.testing import ClusterHandle
 from leoflow.spec.compiler import compile_text
@@ -59,14 +60,28 @@ def crds(cluster: ClusterHandle) -> Iterator[ClusterHandle]:
     yield cluster
 
 
-def dag_yaml(name: str, tasks: str, *, defaults: str = "") -> str:
-    placement = simulated_pod_placement()
-    return (
-        f"dag: {name}\nimage: registry.local/app:1\n"
-        f"defaults: {{nodeSelector: {json.dumps(placement['nodeSelector'])}, "
-        f"tolerations: {json.dumps(placement['tolerations'])}{', ' + defaults if defaults else ''}}}\n"
-        f"tasks:\n{tasks}"
-    )
+def dag_yaml(
+    name: str,
+    tasks: str,
+    *,
+    defaults: str = "",
+    image: str = "registry.local/app:1",
+    placement: Mapping[str, Any] | None = None,
+) -> str:
+    """A leoflow.yaml for the KWOK nodes, or for ``placement`` (nodeSelector, tolerations)."""
+    where = simulated_pod_placement() if placement is None else placement
+    parts = [f"{key}: {json.dumps(value)}" for key, value in where.items()]
+    if defaults:
+        parts.append(defaults)
+    return f"dag: {name}\nimage: {json.dumps(image)}\ndefaults: {{{', '.join(parts)}}}\ntasks:\n{tasks}"
+
+
+REAL_NODE = {"nodeSelector": {"leoflow.io/node-type": "real"}}
+
+
+def real_node_dag_yaml(name: str, tasks: str, *, defaults: str = "") -> str:
+    """A leoflow.yaml whose pods truly run on the real node, from the imported base image."""
+    return dag_yaml(name, tasks, defaults=defaults, image=images.BASE_IMAGE, placement=REAL_NODE)
 
 
 class Harness:
