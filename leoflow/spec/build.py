@@ -155,14 +155,19 @@ def _sensor(task: Task) -> res.CompiledSensor | None:
     if s is None:
         return None
     time = res.CompiledTimeSensor(delaySeconds=s.time.delay, at=s.time.at) if s.time else None
+    http = None
+    if s.http is not None:
+        fields = s.http.model_dump(exclude={"requestTimeout"})
+        http = res.CompiledHttpSensor(**fields, requestTimeoutSeconds=s.http.requestTimeout)
     return res.CompiledSensor(
         time=time,
-        http=s.http,
+        http=http,
         kubernetes=s.kubernetes,
         dagRun=s.dagRun,
         command=s.command,
         pokeIntervalSeconds=s.pokeInterval,
         maxPokeIntervalSeconds=s.maxPokeInterval,
+        pokeBackoff=s.pokeBackoff,
         timeoutSeconds=s.timeout,
         softFail=s.softFail,
     )

@@ -31,6 +31,8 @@ MAX_DURATION_SECONDS = 30 * 24 * 3600
 MAX_RESOURCE_BYTES = 1_400_000
 MAX_FILE_BYTES = 4 * 1_048_576
 MAX_NESTING = 32
+MAX_HTTP_HEADERS = 32
+MAX_REQUEST_TIMEOUT_SECONDS = 600
 MAX_YAML_NODES = 1_000_000
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -39,6 +41,9 @@ ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _DURATION_PART = re.compile(r"(\d+)(d|h|m|s)")
 _DURATION = re.compile(r"^(\d+(d|h|m|s))+$")
 _UNIT_SECONDS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+# RFC 9110 field names are tokens; values must not be able to start another header line.
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_HEADER_VALUE_FORBIDDEN = re.compile(r"[\r\n\x00]")
 QUANTITY = re.compile(r"^(\d+(\.\d+)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e\d+)?$")
 
 
@@ -59,6 +64,24 @@ def _dag_name(value: str) -> str:
 
 def _task_name(value: str) -> str:
     return check_dns_label(value, MAX_TASK_NAME)
+
+
+def _namespace(value: str) -> str:
+    return check_dns_label(value, 63)
+
+
+def _header_name(value: str) -> str:
+    if not HEADER_NAME.match(value):
+        raise ValueError(
+            f"'{value}' is not an HTTP header name: use letters, digits and '-' (e.g. X-Api-Key)"
+        )
+    return value
+
+
+def _header_value(value: str) -> str:
+    if _HEADER_VALUE_FORBIDDEN.search(value):
+        raise ValueError("an HTTP header value cannot contain a line break or a NUL character")
+    return _bounded_string(value)
 
 
 def _identifier(value: str) -> str:
@@ -111,3 +134,6 @@ Identifier = Annotated[str, AfterValidator(_identifier)]
 DurationSeconds = Annotated[int, BeforeValidator(parse_duration)]
 Quantity = Annotated[str, BeforeValidator(parse_quantity)]
 Text = Annotated[str, AfterValidator(_bounded_string)]
+Namespace = Annotated[str, AfterValidator(_namespace)]
+HeaderName = Annotated[str, AfterValidator(_header_name)]
+HeaderValue = Annotated[str, AfterValidator(_header_value)]

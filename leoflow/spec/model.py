@@ -8,7 +8,7 @@ needs the whole file. The compiled form the controller reads is in ``leoflow.spe
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -16,14 +16,19 @@ from leoflow.spec.fields import (
     MAX_ARGV_ITEMS,
     MAX_ENV_PER_TASK,
     MAX_FANOUT_ITEMS,
+    MAX_HTTP_HEADERS,
     MAX_OUTPUTS_PER_TASK,
     MAX_PARAMS,
+    MAX_REQUEST_TIMEOUT_SECONDS,
     MAX_RETRIES,
     MAX_TASKS,
     MAX_UPSTREAMS,
     DagName,
     DurationSeconds,
+    HeaderName,
+    HeaderValue,
     Identifier,
+    Namespace,
     Quantity,
     TaskName,
     Text,
@@ -125,12 +130,37 @@ class TimeSensor(FileModel):
     at: Text | None = None
 
 
+class HeaderFromSecret(FileModel):
+    """An HTTP header value read from a Secret in the run's namespace when the sensor starts."""
+
+    secret: Text
+    key: Text
+    prefix: HeaderValue = ""
+    """Put in front of the Secret's value, e.g. ``"Bearer "``."""
+
+
+RequestTimeout = Annotated[DurationSeconds, Field(ge=1, le=MAX_REQUEST_TIMEOUT_SECONDS)]
+
+
 class HttpSensor(FileModel):
     url: Text
     method: Literal["GET", "HEAD", "POST"] = "GET"
     expectStatus: list[int] = Field(default_factory=lambda: [200])
     jsonPath: Text | None = None
     jsonValue: Text | None = None
+    headers: dict[HeaderName, HeaderValue] = Field(default_factory=dict, max_length=MAX_HTTP_HEADERS)
+    headersFrom: dict[HeaderName, HeaderFromSecret] = Field(default_factory=dict, max_length=MAX_HTTP_HEADERS)
+    requestTimeout: RequestTimeout | None = None
+
+    @model_validator(mode="after")
+    def _each_header_once(self) -> HttpSensor:
+        seen: dict[str, str] = {}
+        for where, names in (("headers", self.headers), ("headersFrom", self.headersFrom)):
+            for name in names:
+                first = seen.setdefault(name.lower(), f"{where}.{name}")
+                if first != f"{where}.{name}":
+                    raise ValueError(f"header '{name}' is set twice ({first} and {where}.{name})")
+        return self
 
 
 class KubernetesSensor(FileModel):
@@ -145,6 +175,8 @@ class KubernetesSensor(FileModel):
 
 class DagRunSensor(FileModel):
     dag: DagName
+    namespace: Namespace | None = None
+    """Where the other DAG's runs live; default: this run's namespace."""
     task: TaskName | None = None
     state: Literal["Succeeded", "Failed", "Cancelled"] = "Succeeded"
     logicalDate: Text = "{{ logical_date }}"
@@ -165,6 +197,8 @@ class Sensor(FileModel):
     command: CommandSensor | None = None
     pokeInterval: DurationSeconds = 30
     maxPokeInterval: DurationSeconds = 600
+    pokeBackoff: float | None = Field(default=None, ge=1.0, le=10.0)
+    """After each "not yet" the wait grows by this factor, up to maxPokeInterval (default: none)."""
     timeout: DurationSeconds = 86_400
     softFail: bool = False
 

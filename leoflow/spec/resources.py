@@ -55,7 +55,7 @@ from leoflow.spec.model import (
     CommandSensor,
     ConcurrencyPolicy,
     DagRunSensor,
-    HttpSensor,
+    HeaderFromSecret,
     KubernetesSensor,
     ParamType,
     TriggerRule,
@@ -139,14 +139,33 @@ class CompiledTimeSensor(ResourceModel):
     at: str | None = None
 
 
+class CompiledHttpSensor(ResourceModel):
+    url: str
+    method: Literal["GET", "HEAD", "POST"] = "GET"
+    expectStatus: list[int] = Field(default_factory=lambda: [200])
+    jsonPath: str | None = None
+    jsonValue: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    headersFrom: dict[str, HeaderFromSecret] = Field(default_factory=dict)
+    """Header values read from Secrets in the run's namespace (``prefix`` + the key's value)."""
+    requestTimeoutSeconds: int | None = None
+    """Per request; default: the controller's (10 s)."""
+
+
 class CompiledSensor(ResourceModel):
     time: CompiledTimeSensor | None = None
-    http: HttpSensor | None = None
+    http: CompiledHttpSensor | None = None
     kubernetes: KubernetesSensor | None = None
     dagRun: DagRunSensor | None = None
     command: CommandSensor | None = None
     pokeIntervalSeconds: int = 30
     maxPokeIntervalSeconds: int = 600
+    pokeBackoff: Annotated[
+        float | None,
+        PlainSerializer(lambda v: None if v is None else _whole_as_int(v), return_type=Any, when_used="json"),
+        WithJsonSchema({"type": "number"}, mode="serialization"),
+    ] = None
+    """Growth of the wait after each "not yet" (capped by maxPokeIntervalSeconds); none when unset."""
     timeoutSeconds: int = 86_400
     softFail: bool = False
 
@@ -324,6 +343,9 @@ class TaskDetail(ResourceModel):
     startTime: str | None = None
     finishTime: str | None = None
     outputs: dict[str, str] = Field(default_factory=dict)
+    sensorState: str | None = None
+    """A waiting sensor's progress, "started nextPoke pokes errors" (epoch seconds), recorded at a
+    bounded rate so a restarted controller resumes it (leoflow.controller.sensors.state)."""
 
 
 class DagRunStatus(ResourceModel):

@@ -13,6 +13,7 @@ from leoflow.controller.sensors.http import HttpOptions
 from leoflow.controller.sensors.metrics import SensorMetrics
 from leoflow.controller.sensors.outcomes import Outcome, Reason, Result
 from leoflow.controller.sensors.pods import PodCommandLauncher
+from leoflow.controller.sensors.secrets import SecretReader, SecretUnavailable
 from leoflow.controller.sensors.state import SensorState, SensorStateError
 from leoflow.controller.sensors.watches import WatchHub
 
@@ -26,6 +27,8 @@ __all__ = [
     "PodCommandLauncher",
     "Reason",
     "Result",
+    "SecretReader",
+    "SecretUnavailable",
     "SensorEngine",
     "SensorMetrics",
     "SensorSpecError",

@@ -21,6 +21,8 @@ class CommandRequest:
     attempt: int
     command: tuple[str, ...]
     args: tuple[str, ...]
+    context: object = None
+    """What the controller passed with the sensor (``SensorEngine.add``): how to build the pod."""
 
 
 class CommandLaunchError(Exception):

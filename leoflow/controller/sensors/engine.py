@@ -8,6 +8,10 @@ API (all on the event loop):
   fires at once. A spec the engine cannot use raises :class:`SensorSpecError` (fail the task with
   its message). Adding a key that is already waiting keeps the running sensor.
 - ``remove(key)`` forgets a sensor (run cancelled or deleted); ``state(key)`` is what to persist.
+- ``take_changed(limit)`` names sensors whose state moved since they were last taken (oldest
+  first), so the controller records progress at a rate it chooses instead of on every poke.
+- ``context`` (optional, per sensor) is handed back in each ``CommandRequest``: what the
+  controller's pod builder needs, opaque to the engine.
 - ``on_done(key, outcome)`` is called exactly once per sensor that ends; it must not block (the
   controller enqueues the run for reconcile).
 
@@ -38,11 +42,11 @@ from leoflow.controller.sensors.http import HttpOptions, HttpPoker, check_url
 from leoflow.controller.sensors.metrics import SensorMetrics
 from leoflow.controller.sensors.outcomes import Outcome, Poke, PokeKind, Reason, Result
 from leoflow.controller.sensors.predicates import ObjectCondition, PredicateError, RunCondition
+from leoflow.controller.sensors.secrets import SecretLookup
 from leoflow.controller.sensors.state import SensorState
 from leoflow.controller.sensors.timers import TimerHeap
 from leoflow.controller.sensors.watches import KubeObject, Subscription, WatchHub, WatchKey
-from leoflow.spec.model import HttpSensor
-from leoflow.spec.resources import API_VERSION, CompiledSensor
+from leoflow.spec.resources import API_VERSION, CompiledHttpSensor, CompiledSensor
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +63,8 @@ class SensorSpecError(ValueError):
 @dataclass(frozen=True)
 class EngineOptions:
     not_yet_backoff: float = 1.0
-    """>1 stretches the poke interval after each plain "not yet" (capped by maxPokeInterval)."""
+    """>1 stretches the poke interval after each plain "not yet" (capped by maxPokeInterval), for
+    sensors that do not set their own ``pokeBackoff``."""
     http: HttpOptions = field(default_factory=HttpOptions)
 
 
@@ -69,6 +74,7 @@ class Waiter:
     __slots__ = (
         "active",
         "attempts",
+        "context",
         "detail",
         "errors",
         "key",
@@ -83,9 +89,17 @@ class Waiter:
     )
 
     def __init__(
-        self, key: str, sensor: CompiledSensor, kind: str, namespace: str, state: SensorState
+        self,
+        key: str,
+        sensor: CompiledSensor,
+        kind: str,
+        namespace: str,
+        state: SensorState,
+        *,
+        context: object = None,
     ) -> None:
         self.key = key
+        self.context = context
         self.sensor = sensor
         self.kind = kind
         self.namespace = namespace
@@ -109,9 +123,15 @@ class Waiter:
         return self.active
 
     @property
-    def http(self) -> HttpSensor:
+    def http(self) -> CompiledHttpSensor:
         assert self.sensor.http is not None
         return self.sensor.http
+
+    @property
+    def watched_namespace(self) -> str:
+        """Where the watched object lives: the sensor's own namespace field, else the run's."""
+        target = self.sensor.kubernetes or self.sensor.dagRun
+        return (target.namespace if target is not None else None) or self.namespace
 
     def state(self) -> SensorState:
         return SensorState(self.started_at, self.next_poke_at, self.attempts, self.errors)
@@ -141,6 +161,7 @@ class SensorEngine:
         watches: WatchHub | None = None,
         commands: CommandLauncher | None = None,
         task_index: TaskIndexLookup | None = None,
+        secrets: SecretLookup | None = None,
         options: EngineOptions | None = None,
     ) -> None:
         self.options = options or EngineOptions()
@@ -154,7 +175,9 @@ class SensorEngine:
         self._looking_up: set[tuple[str, str, str]] = set()
         self._waiters: dict[str, Waiter] = {}
         self._timers: TimerHeap[Waiter] = TimerHeap()
-        self._http: HttpPoker[Waiter] = HttpPoker(self._on_poke, self.options.http)
+        self._secrets = secrets
+        self._http: HttpPoker[Waiter] = HttpPoker(self._on_poke, self.options.http, secrets)
+        self._changed: dict[str, None] = {}
         self._metrics.http_queued.set_function(self._http.queued)
         self._background: set[asyncio.Task[None]] = set()
         self._commands_running: dict[str, asyncio.Task[None]] = {}
@@ -196,17 +219,20 @@ class SensorEngine:
                 self._watches.unsubscribe(waiter.subscription)
             self._metrics.active_by_type[waiter.kind].dec()
         self._waiters.clear()
+        self._changed.clear()
 
-    def add(self, key: str, sensor: CompiledSensor, namespace: str) -> SensorState:
+    def add(self, key: str, sensor: CompiledSensor, namespace: str, context: object = None) -> SensorState:
         """Starts a new sensor now; returns its initial state."""
-        return self.resume(key, sensor, namespace, SensorState.fresh(self._clock.now()))
+        return self.resume(key, sensor, namespace, SensorState.fresh(self._clock.now()), context)
 
-    def resume(self, key: str, sensor: CompiledSensor, namespace: str, state: SensorState) -> SensorState:
+    def resume(
+        self, key: str, sensor: CompiledSensor, namespace: str, state: SensorState, context: object = None
+    ) -> SensorState:
         existing = self._waiters.get(key)
         if existing is not None:
             return existing.state()
         kind = _kind_of(sensor)
-        waiter = Waiter(key, sensor, kind, namespace, state)
+        waiter = Waiter(key, sensor, kind, namespace, state, context=context)
         if kind == "time":
             waiter.detail = self._time_target(sensor, state.started_at)
         elif kind == "http":
@@ -240,8 +266,21 @@ class SensorEngine:
         waiter = self._waiters.get(key)
         return waiter.state() if waiter is not None else None
 
+    def take_changed(self, limit: int) -> list[str]:
+        """Up to ``limit`` waiting sensors whose state changed since they were last taken, in the
+        order they first changed; each is forgotten until it changes again."""
+        taken: list[str] = []
+        for key in self._changed:
+            if len(taken) >= limit:
+                break
+            taken.append(key)
+        for key in taken:
+            del self._changed[key]
+        return taken
+
     def _release(self, waiter: Waiter) -> None:
         waiter.active = False
+        self._changed.pop(waiter.key, None)
         self._timers.cancel(waiter)
         running = self._commands_running.pop(waiter.key, None)
         if running is not None and running is not asyncio.current_task():
@@ -280,6 +319,8 @@ class SensorEngine:
             raise SensorSpecError(f"HTTP sensor: {err}") from err
         if spec.jsonValue is not None and spec.jsonPath is None:
             raise SensorSpecError("HTTP sensor: jsonValue needs a jsonPath to compare against")
+        if spec.headersFrom and self._secrets is None:
+            raise SensorSpecError("HTTP sensor: headersFrom needs a Secret reader; this controller has none")
 
     def _prepare_watch(self, waiter: Waiter) -> None:
         if self._watches is None:
@@ -303,10 +344,10 @@ class SensorEngine:
         listener = _WatchListener(self, waiter)
         if waiter.sensor.kubernetes is not None:
             spec = waiter.sensor.kubernetes
-            key = WatchKey(spec.apiVersion, spec.kind, spec.namespace or waiter.namespace)
+            key = WatchKey(spec.apiVersion, spec.kind, waiter.watched_namespace)
             waiter.subscription = self._watches.subscribe(key, spec.name, listener)
         else:
-            key = WatchKey(API_VERSION, "DAGRun", waiter.namespace)
+            key = WatchKey(API_VERSION, "DAGRun", waiter.watched_namespace)
             waiter.subscription = self._watches.subscribe(key, None, listener)
 
     def _schedule(self, waiter: Waiter, when: float) -> None:
@@ -367,6 +408,7 @@ class SensorEngine:
             attempt=waiter.attempts + 1,
             command=tuple(command.command),
             args=tuple(command.args or ()),
+            context=waiter.context,
         )
         try:
             # A pod that never finishes must not outlive the sensor's timeout.
@@ -411,7 +453,7 @@ class SensorEngine:
         definition = str((run.get("status") or {}).get("definitionHash") or "")
         if not definition:
             return True, None
-        key = (waiter.namespace, condition.dag, definition)
+        key = (waiter.watched_namespace, condition.dag, definition)
         if key in self._task_indices:
             index = self._task_indices[key]
             if index is None:
@@ -463,18 +505,20 @@ class SensorEngine:
             self._finish(waiter, failed, Reason.PERMANENT_ERROR, poke.detail)
             return
         waiter.errors = waiter.errors + 1 if poke.kind is PokeKind.ERROR else 0
+        self._changed[waiter.key] = None
         if waiter.kind in ("kubernetes", "dagRun"):
             return
         now = self._clock.now()
         if now >= waiter.deadline:
             self._time_out(waiter)
             return
+        growth = waiter.sensor.pokeBackoff
         delay = next_poke_delay(
             waiter.sensor.pokeIntervalSeconds,
             waiter.sensor.maxPokeIntervalSeconds,
             attempts=waiter.attempts,
             errors=waiter.errors,
-            not_yet_factor=self.options.not_yet_backoff,
+            not_yet_factor=self.options.not_yet_backoff if growth is None else growth,
         )
         waiter.next_poke_at = now + delay
         self._schedule(waiter, min(waiter.next_poke_at, waiter.deadline))

@@ -9,6 +9,10 @@ aiohttp never queues behind our back, and waiting sensors cost a deque slot inst
 Classification of one poke: an expected status (and, with ``jsonPath``, a matching JSON value)
 satisfies; another status is "not yet", except 5xx and 429 which are errors (backed off); a
 connection failure or request timeout is an error; a URL aiohttp cannot use is permanent.
+
+A sensor's own ``headers`` go with every request; ``headersFrom`` values come from Secrets through
+the ``secrets`` lookup (cached there, so pokes do not read the API server each time). A request
+times out after the sensor's ``requestTimeoutSeconds``, or the engine-wide ``request_timeout``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ import aiohttp
 
 from leoflow.controller.sensors import jsonpath
 from leoflow.controller.sensors.outcomes import Poke
-from leoflow.spec.model import HttpSensor
+from leoflow.controller.sensors.secrets import SecretLookup, SecretUnavailable
+from leoflow.spec.resources import CompiledHttpSensor
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +52,10 @@ class HttpTarget(Protocol):
     def wanted(self) -> bool: ...
 
     @property
-    def http(self) -> HttpSensor: ...
+    def http(self) -> CompiledHttpSensor: ...
+
+    @property
+    def namespace(self) -> str: ...
 
 
 T = TypeVar("T", bound=HttpTarget)
@@ -79,9 +87,15 @@ class _Lane(Generic[T]):
 
 
 class HttpPoker(Generic[T]):
-    def __init__(self, on_result: Callable[[T, Poke], None], options: HttpOptions | None = None) -> None:
+    def __init__(
+        self,
+        on_result: Callable[[T, Poke], None],
+        options: HttpOptions | None = None,
+        secrets: SecretLookup | None = None,
+    ) -> None:
         self.options = options or HttpOptions()
         self._on_result = on_result
+        self._secrets = secrets
         self._lanes: dict[str, _Lane[T]] = {}
         self._workers: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -135,7 +149,7 @@ class HttpPoker(Generic[T]):
                 target = lane.queue.popleft()
                 if not target.wanted:
                     continue
-                poke = await self.poke(target.http)
+                poke = await self.poke(target.http, target.namespace)
                 try:
                     self._on_result(target, poke)
                 except Exception:
@@ -145,15 +159,35 @@ class HttpPoker(Generic[T]):
             if lane.workers == 0 and not lane.queue and self._lanes.get(host) is lane:
                 del self._lanes[host]
 
-    async def poke(self, spec: HttpSensor) -> Poke:
+    async def _headers(self, spec: CompiledHttpSensor, namespace: str) -> dict[str, str]:
+        headers = dict(spec.headers)
+        for name, ref in spec.headersFrom.items():
+            if self._secrets is None:
+                raise SecretUnavailable("this controller cannot read Secrets", permanent=True)
+            headers[name] = ref.prefix + await self._secrets(namespace, ref.secret, ref.key)
+        return headers
+
+    async def poke(self, spec: CompiledHttpSensor, namespace: str) -> Poke:
         try:
-            async with self._client().request(spec.method, spec.url, allow_redirects=True) as response:
+            headers = await self._headers(spec, namespace)
+        except SecretUnavailable as err:
+            detail = f"header for {spec.url}: {err}"
+            return Poke.permanent(detail) if err.permanent else Poke.error(detail)
+        timeout = spec.requestTimeoutSeconds or self.options.request_timeout
+        try:
+            async with self._client().request(
+                spec.method,
+                spec.url,
+                headers=headers,
+                allow_redirects=True,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
                 status = response.status
                 body = await response.content.read(self.options.max_body_bytes + 1)
         except (aiohttp.InvalidURL, ValueError) as err:
             return Poke.permanent(f"cannot request {spec.url}: {err}")
         except TimeoutError:
-            return Poke.error(f"{spec.method} {spec.url} timed out after {self.options.request_timeout:g}s")
+            return Poke.error(f"{spec.method} {spec.url} timed out after {timeout:g}s")
         except (aiohttp.ClientError, OSError) as err:
             return Poke.error(f"{spec.method} {spec.url} failed: {type(err).__name__}: {err}")
         if status not in spec.expectStatus:

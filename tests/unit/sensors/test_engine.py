@@ -276,3 +276,22 @@ async def test_removing_a_command_sensor_cancels_its_running_poke(clock: ManualC
     await until(lambda: launcher.cancelled == 1, "poke cancelled")
     assert done.calls == 0
     await engine.close()
+
+
+async def test_changed_sensors_are_taken_oldest_first_and_once(clock: ManualClock, done: Recorder) -> None:
+    launcher = FakeLauncher(1, 1, 1, 1, 1)
+    engine, _ = build(clock, done, commands=launcher)
+    await engine.start()
+    for key in ("a", "b", "c"):
+        engine.add(key, sensor(command={"command": ["check"]}, pokeIntervalSeconds=30), "ns")
+    engine.add("t", sensor(time={"delaySeconds": 3600}), "ns")
+    await until(lambda: all(engine.state(k).attempts == 1 for k in "abc"), "one poke each")  # type: ignore[union-attr]
+    engine.remove("c")
+    assert engine.take_changed(1) == ["a"]
+    assert engine.take_changed(10) == ["b"], "a removed sensor and a time sensor never poked"
+    assert engine.take_changed(10) == [], "taken until they change again"
+    clock.advance(30)
+    await until(lambda: engine.state("a").attempts == 2, "second poke")  # type: ignore[union-attr]
+    await until(lambda: engine.state("b").attempts == 2, "second poke")  # type: ignore[union-attr]
+    assert sorted(engine.take_changed(10)) == ["a", "b"]
+    await engine.close()

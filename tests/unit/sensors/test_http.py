@@ -6,53 +6,26 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from aiohttp import web
 
-from leoflow.controller.sensors import EngineOptions, HttpOptions, Reason, Result, SensorEngine, SensorState
+from leoflow.controller.sensors import (
+    EngineOptions,
+    HttpOptions,
+    Reason,
+    Result,
+    SecretUnavailable,
+    SensorEngine,
+    SensorSpecError,
+    SensorState,
+)
 from tests.unit.sensors.engine_fixtures import Recorder, build, sample, sensor
+from tests.unit.sensors.http_target import Target, serve
 from tests.unit.sensors.manual_clock import ManualClock, until
-
-
-class Target:
-    """A test server whose answer the test changes, and which counts concurrent requests."""
-
-    def __init__(self) -> None:
-        self.status = 200
-        self.body: object = {}
-        self.delay = 0.0
-        self.hang = False
-        self.requests = 0
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.url = ""
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        self.requests += 1
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            if self.hang:
-                await asyncio.Event().wait()
-            if self.delay:
-                await asyncio.sleep(self.delay)
-            return web.json_response(self.body, status=self.status)
-        finally:
-            self.in_flight -= 1
 
 
 @pytest.fixture
 async def target() -> AsyncIterator[Target]:
-    server = Target()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", server.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    server.url = f"http://127.0.0.1:{port}"
-    yield server
-    await runner.cleanup()
+    async with serve() as server:
+        yield server
 
 
 @pytest.fixture
@@ -211,3 +184,86 @@ async def test_resumed_http_sensor_keeps_its_attempts_and_next_poke(
     await until(lambda: "h" in done.outcomes, "timed out 100 s after the first start")
     assert done.outcomes["h"].reason is Reason.TIMED_OUT
     await second.close()
+
+
+class Secrets:
+    """A secret lookup holding ``(namespace, name) -> {key: value}``; what was asked is kept."""
+
+    def __init__(self, data: dict[tuple[str, str], dict[str, str]]) -> None:
+        self.data = data
+        self.asked: list[tuple[str, str, str]] = []
+
+    async def __call__(self, namespace: str, name: str, key: str) -> str:
+        self.asked.append((namespace, name, key))
+        values = self.data.get((namespace, name))
+        if values is None:
+            raise SecretUnavailable(f"Secret {namespace}/{name} does not exist", permanent=True)
+        return values[key]
+
+
+async def test_headers_and_secret_headers_go_with_every_poke(
+    clock: ManualClock, target: Target, done: Recorder
+) -> None:
+    secrets = Secrets({("team", "api"): {"token": "s3cret"}})
+    engine, _ = build(clock, done, secrets=secrets)
+    await engine.start()
+    spec = {
+        "url": target.url,
+        "headers": {"X-Team": "data"},
+        "headersFrom": {"Authorization": {"secret": "api", "key": "token", "prefix": "Bearer "}},
+    }
+    engine.add("h", sensor(http=spec), "team")
+    await until(lambda: "h" in done.outcomes, "satisfied")
+    assert target.headers[0]["X-Team"] == "data"
+    assert target.headers[0]["Authorization"] == "Bearer s3cret"
+    assert secrets.asked == [("team", "api", "token")], "read from the sensor's namespace"
+    await engine.close()
+
+
+async def test_a_missing_secret_fails_the_sensor_without_a_request(
+    clock: ManualClock, target: Target, done: Recorder
+) -> None:
+    engine, _ = build(clock, done, secrets=Secrets({}))
+    await engine.start()
+    spec = {"url": target.url, "headersFrom": {"X-Key": {"secret": "gone", "key": "k"}}}
+    engine.add("h", sensor(http=spec), "team")
+    await until(lambda: "h" in done.outcomes, "failed")
+    outcome = done.outcomes["h"]
+    assert (outcome.result, outcome.reason) == (Result.FAILED, Reason.PERMANENT_ERROR)
+    assert "Secret team/gone does not exist" in outcome.message
+    assert target.requests == 0
+
+
+async def test_secret_headers_need_a_secret_reader(clock: ManualClock, done: Recorder) -> None:
+    engine, _ = build(clock, done)
+    spec = {"url": "http://127.0.0.1/", "headersFrom": {"X-Key": {"secret": "s", "key": "k"}}}
+    with pytest.raises(SensorSpecError, match="headersFrom needs a Secret reader"):
+        engine.add("h", sensor(http=spec), "team")
+
+
+async def test_the_sensor_request_timeout_overrides_the_engine_default(
+    make_engine: EngineFactory, target: Target, done: Recorder
+) -> None:
+    engine = make_engine(request_timeout=30)
+    await engine.start()
+    target.hang = True
+    engine.add("h", sensor(http={"url": target.url, "requestTimeoutSeconds": 1}), "ns")
+    await until(lambda: engine.state("h").errors == 1, "the request timed out", limit=5)  # type: ignore[union-attr]
+    assert "h" not in done.outcomes, "a timed-out request is an error, not the end"
+
+
+async def test_poke_backoff_stretches_each_not_yet_up_to_the_cap(
+    make_engine: EngineFactory, target: Target, clock: ManualClock
+) -> None:
+    engine = make_engine()
+    await engine.start()
+    target.status = 404
+    spec = sensor(http={"url": target.url}, pokeIntervalSeconds=2, maxPokeIntervalSeconds=10, pokeBackoff=2)
+    engine.add("h", spec, "ns")
+    waits = []
+    for attempt in (1, 2, 3, 4):
+        await until(lambda a=attempt: engine.state("h").attempts == a, f"poke {attempt}")  # type: ignore[misc,union-attr]
+        wait = engine.state("h").next_poke_at - clock.now()  # type: ignore[union-attr]
+        waits.append(wait)
+        clock.advance(wait)
+    assert waits == [2, 4, 8, 10]
