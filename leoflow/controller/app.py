@@ -32,9 +32,12 @@ from leoflow.controller.kube.writer import Writer
 from leoflow.controller.metrics import ControllerMetrics
 from leoflow.controller.podnames import MANAGED_BY, MANAGED_BY_LABEL
 from leoflow.controller.reconcile import ReconcileSettings, RetryLater, RunReconciler, run_key
-from leoflow.controller.sensors.engine import SensorEngine
+from leoflow.controller.sensors.engine import EngineOptions, SensorEngine
 from leoflow.controller.sensors.metrics import SensorMetrics
+from leoflow.controller.sensors.pods import PodCommandLauncher
+from leoflow.controller.sensors.secrets import SecretReader
 from leoflow.controller.sensors.watches import WatchHub
+from leoflow.controller.sensortasks import PokePodBuilder
 from leoflow.controller.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,11 @@ class ControllerSettings:
     cron_period: float = 5.0
     retry_backoff_max: float = 30.0
     reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
+    sensors: EngineOptions = field(default_factory=EngineOptions)
+    sensor_progress_period: float = 30.0
+    sensor_progress_batch: int = 1000
+    """Every period, the runs of at most this many sensors that poked get their sensor state
+    recorded (for resuming after a restart): at most batch/period status writes per second."""
 
 
 class Controller:
@@ -113,7 +121,12 @@ class Controller:
             self.reconciler.on_sensor_done,
             metrics=SensorMetrics(registry),
             watches=self.watches,
+            commands=PodCommandLauncher(
+                api_client, self.watches, PokePodBuilder(self.settings.reconcile.pod_annotations)
+            ),
             task_index=self._task_index,
+            secrets=SecretReader(api_client),
+            options=self.settings.sensors,
         )
         self.reconciler.sensors = self.sensors
         self.cron = CronScheduler(writer=self.writer, dags=self.dags, runs=self.runs)
@@ -173,6 +186,7 @@ class Controller:
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(self._worker(i)) for i in range(self.settings.workers)]
         tasks.append(loop.create_task(self._sweeper()))
+        tasks.append(loop.create_task(self._sensor_progress()))
         if self.settings.cron:
             tasks.append(loop.create_task(self.cron.run(self.settings.cron_period)))
         try:
@@ -214,6 +228,11 @@ class Controller:
         delay = min(0.1 * 2 ** min(failures, 20), self.settings.retry_backoff_max)
         log.info("reconcile retried", extra={"run": key, "in": round(delay, 2), "error": str(exc)})
         self.queue.add_after(key, delay)
+
+    async def _sensor_progress(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sensor_progress_period)
+            self.reconciler.note_sensor_progress(self.settings.sensor_progress_batch)
 
     async def _sweeper(self) -> None:
         while True:

@@ -71,4 +71,13 @@ class SensorFinished:
     soft_fail: bool = False
 
 
-Observation = PodObserved | AgentStarted | AgentFinished | SensorFinished
+@dataclass(frozen=True)
+class SensorProgress:
+    """A waiting sensor's encoded state (``SensorState.encode``), for the status to record so a
+    restarted controller resumes it; the reconciler sends it at a bounded rate, never per poke."""
+
+    task: int
+    state: str
+
+
+Observation = PodObserved | AgentStarted | AgentFinished | SensorFinished | SensorProgress

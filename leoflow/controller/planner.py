@@ -34,6 +34,7 @@ from leoflow.controller.observations import (
     Observation,
     PodObserved,
     SensorFinished,
+    SensorProgress,
 )
 from leoflow.controller.podnames import AttemptKey, attempt_pod_name
 from leoflow.controller.podspec import PodBuildSettings, PodSpecError, RunIdentity, build_pod
@@ -240,6 +241,9 @@ class _Work:
         if isinstance(obs, SensorFinished):
             self._sensor_finished(obs)
             return
+        if isinstance(obs, SensorProgress):
+            self._sensor_progress(obs)
+            return
         unit: Unit = (obs.task, obs.item)
         if not self._known(unit):
             return
@@ -331,6 +335,7 @@ class _Work:
         unit: Unit = (obs.task, None)
         if not self._known(unit) or self.code(unit) not in ACTIVE or self.terminal_before:
             return
+        self.set_detail(unit, sensorState=None)
         if obs.succeeded:
             self._succeeded(unit, {}, exit_code=None)
         elif obs.soft_fail:
@@ -338,6 +343,13 @@ class _Work:
             self.set_detail(unit, message=obs.message or None, finishTime=_iso(self.now))
         else:
             self._final_failure(unit, "SensorFailed", obs.message or "sensor gave up", None)
+
+    def _sensor_progress(self, obs: SensorProgress) -> None:
+        unit: Unit = (obs.task, None)
+        if not self._known(unit) or self.code(unit) is not TaskState.RUNNING or self.terminal_before:
+            return
+        if self.dag.tasks[obs.task].sensor is not None and self.detail(unit).sensorState != obs.state:
+            self.set_detail(unit, sensorState=obs.state)
 
     # -- transitions ---------------------------------------------------------------------------
 
@@ -502,7 +514,7 @@ class _Work:
                     continue
                 if task.sensor is not None:
                     self.codes[task_index] = TaskState.RUNNING
-                    self.set_detail((task_index, None), startTime=_iso(self.now))
+                    self.set_detail((task_index, None), startTime=_iso(self.now), sensorState=None)
                     self.creates.append(StartSensor(task_index))
                     continue
                 if task.fanOut is not None:

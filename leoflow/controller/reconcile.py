@@ -58,10 +58,12 @@ from leoflow.controller.observations import (
     Observation,
     PodObserved,
     SensorFinished,
+    SensorProgress,
 )
 from leoflow.controller.planner import PlanError, PlanSettings, RunView, detail_key, plan
 from leoflow.controller.podnames import RUN_LABEL, AttemptKey, is_same_attempt
 from leoflow.controller.podobserve import observe_pod
+from leoflow.controller.podspec import PodSpecError
 from leoflow.controller.podstatus import (
     ClassifySettings,
     FailureReason,
@@ -73,12 +75,18 @@ from leoflow.controller.podstatus import (
 from leoflow.controller.runview import RunDefaults, RunViewError, run_view
 from leoflow.controller.sensors.engine import SensorEngine, SensorSpecError
 from leoflow.controller.sensors.outcomes import Outcome, Result
-from leoflow.controller.sensors.state import SensorState
+from leoflow.controller.sensortasks import (
+    poke_pod,
+    render_context,
+    render_sensor,
+    resume_state,
+    sensor_key_of,
+    split_sensor_key,
+)
 from leoflow.controller.workqueue import WorkQueue
 from leoflow.spec.resources import (
     API_VERSION,
     TERMINAL_RUN_PHASES,
-    CompiledSensor,
     Condition,
     DagRunStatus,
     DagSpec,
@@ -87,7 +95,7 @@ from leoflow.spec.resources import (
     dump,
 )
 from leoflow.spec.snapshots import SnapshotError, definition_configmap_name, load_snapshot, snapshot_configmap
-from leoflow.spec.templates import RenderContext, TemplateError, render
+from leoflow.spec.templates import TemplateError
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +216,7 @@ class RunReconciler:
         self._create_errors: dict[str, str] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.sensors = sensors
+        self._sensor_progress_due: set[str] = set()
 
     # -- cache events (run on the event loop; they only index and enqueue) ---------------------
 
@@ -219,6 +228,7 @@ class RunReconciler:
             self._written.pop(key, None)
             self._reports.pop(key, None)
             self._finished_marks.pop(key, None)
+            self._sensor_progress_due.discard(key)
         self.queue.add(key)
 
     def on_pod_event(self, kind: EventType, old: KubeObject | None, new: KubeObject | None) -> None:
@@ -508,6 +518,7 @@ class RunReconciler:
                 seen.add(name)
         observations.extend(await self._missing_pods(key, dag, view, seen, now))
         observations.extend(self._reports.get(key, ()))
+        observations.extend(self._sensor_progress(key, view))
         return observations
 
     async def _missing_pods(
@@ -667,40 +678,66 @@ class RunReconciler:
         if isinstance(action, StopSensor):
             self.sensors.remove(sensor_key_of(key, view.uid, action.task))
             return
-        self._start_sensor(key, dag, view, action.task, started=None)
+        self._start_sensor(key, dag, view, action.task, resume=False)
 
-    def _start_sensor(
-        self, key: str, dag: DagSpec, view: RunView, task: int, *, started: datetime | None
-    ) -> None:
+    def _start_sensor(self, key: str, dag: DagSpec, view: RunView, task: int, *, resume: bool) -> None:
         assert self.sensors is not None
         sensor_key = sensor_key_of(key, view.uid, task)
         compiled = dag.tasks[task].sensor
         if compiled is None:
             return
         try:
-            sensor = render_sensor(compiled, dag, view)
-            if started is None:
-                self.sensors.add(sensor_key, sensor, view.namespace)
+            context = render_context(dag, view)
+            sensor = render_sensor(compiled, context) if dag.tasks[task].templated else compiled
+            pod = None
+            if sensor.command is not None:
+                pod = poke_pod(dag, view, task, sensor, context, settings=self.settings.plan.pod)
+            if not resume:
+                self.sensors.add(sensor_key, sensor, view.namespace, pod)
             else:
-                state = SensorState(started_at=started.timestamp(), next_poke_at=self.clock().timestamp())
-                self.sensors.resume(sensor_key, sensor, view.namespace, state)
-        except (SensorSpecError, TemplateError) as exc:
+                state = resume_state(view.status.tasks.get(str(task)), self.clock(), where=sensor_key)
+                self.sensors.resume(sensor_key, sensor, view.namespace, state, pod)
+        except (SensorSpecError, TemplateError, PodSpecError) as exc:
             self.add_report(key, SensorFinished(task, succeeded=False, message=str(exc)))
 
     def _resume_sensors(self, key: str, dag: DagSpec, view: RunView) -> None:
         """After a restart (or a lost leadership) the engine is empty: running sensor tasks resume
-        from their start time, so their timeout still counts from the original start."""
+        from the state the status recorded (pokes, backoff, next poke), else from their start
+        time, so their timeout still counts from the original start."""
         if self.sensors is None or view.status.phase in TERMINAL_RUN_PHASES:
             return
         for task, code in enumerate(view.status.taskStates):
             if code != TaskState.RUNNING.value or dag.tasks[task].sensor is None:
                 continue
-            sensor_key = sensor_key_of(key, view.uid, task)
-            if sensor_key in self.sensors:
+            if sensor_key_of(key, view.uid, task) not in self.sensors:
+                self._start_sensor(key, dag, view, task, resume=True)
+
+    def note_sensor_progress(self, limit: int) -> int:
+        """Queues the runs of up to ``limit`` sensors whose state moved since last noted; their
+        next reconcile records it (one status write per run however many of its sensors poked).
+        The caller's period and ``limit`` bound the rate of these writes. Returns how many."""
+        if self.sensors is None:
+            return 0
+        changed = self.sensors.take_changed(limit)
+        for sensor_key in changed:
+            key, _uid, _task = split_sensor_key(sensor_key)
+            if key not in self._sensor_progress_due:
+                self._sensor_progress_due.add(key)
+                self.queue.add(key)
+        return len(changed)
+
+    def _sensor_progress(self, key: str, view: RunView) -> list[SensorProgress]:
+        if self.sensors is None or key not in self._sensor_progress_due:
+            return []
+        self._sensor_progress_due.discard(key)
+        progress = []
+        for task, code in enumerate(view.status.taskStates):
+            if code != TaskState.RUNNING.value:
                 continue
-            detail = view.status.tasks.get(str(task))
-            started = _parse(detail.startTime if detail is not None else None) or self.clock()
-            self._start_sensor(key, dag, view, task, started=started)
+            state = self.sensors.state(sensor_key_of(key, view.uid, task))
+            if state is not None:
+                progress.append(SensorProgress(task, state.encode()))
+        return progress
 
     def on_sensor_done(self, sensor_key: str, outcome: Outcome) -> None:
         """The engine's callback: the outcome becomes an observation and the run is queued."""
@@ -763,35 +800,6 @@ class RunReconciler:
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             raise RetryLater(f"{len(failures)} pod cleanup call(s) failed: {failures[0]}")
-
-
-def sensor_key_of(key: str, uid: str, task: int) -> str:
-    return f"{key}#{uid}#{task}"
-
-
-def split_sensor_key(sensor_key: str) -> tuple[str, str, int]:
-    key, uid, task = sensor_key.rsplit("#", 2)
-    return key, uid, int(task)
-
-
-def render_sensor(sensor: CompiledSensor, dag: DagSpec, view: RunView) -> CompiledSensor:
-    """The sensor with its templates rendered (the engine takes strings literally)."""
-    params = {p.name: p.default for p in dag.params if p.default is not None}
-    params.update(view.spec.params)
-    outputs = {
-        dag.tasks[int(k)].name: dict(d.outputs)
-        for k, d in view.status.tasks.items()
-        if d.outputs and k.isdigit() and int(k) < len(dag.tasks)
-    }
-    logical = view.spec.logicalDate or view.created.isoformat().replace("+00:00", "Z")
-    context = RenderContext(logical_date=logical, run_id=view.name, params=params, outputs=outputs)
-    changes: dict[str, Any] = {}
-    if sensor.http is not None:
-        changes["http"] = sensor.http.model_copy(update={"url": render(sensor.http.url, context)})
-    if sensor.dagRun is not None:
-        logical_date = render(sensor.dagRun.logicalDate, context)
-        changes["dagRun"] = sensor.dagRun.model_copy(update={"logicalDate": logical_date})
-    return sensor.model_copy(update=changes) if changes else sensor
 
 
 def _terminal_phase(pod: Mapping[str, Any]) -> bool:

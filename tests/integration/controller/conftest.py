@@ -114,7 +114,10 @@ class Harness:
         }
         await self.kubectl("create", "-f", "-", input=json.dumps(run))
 
-    async def start(self, *, cron: bool = True, **overrides: Any) -> Controller:
+    async def start(
+        self, *, cron: bool = True, controller: Mapping[str, Any] | None = None, **overrides: Any
+    ) -> Controller:
+        """``controller``: ControllerSettings fields to override; ``overrides``: ReconcileSettings fields."""
         reconcile = ReconcileSettings(pod_annotations=self.script, **overrides)
         settings = ControllerSettings(
             namespace=self.namespace,
@@ -123,6 +126,7 @@ class Harness:
             cron=cron,
             cron_period=0.5,
             reconcile=reconcile,
+            **(controller or {}),
         )
         self.controller = Controller(self.kube, settings, registry=CollectorRegistry())
         self._stop = asyncio.Event()

@@ -1,0 +1,111 @@
+"""Sensor tasks between the planner and the engine: recorded progress, rendering, poke pods, resume."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from leoflow.controller.actions import UpdateRunStatus
+from leoflow.controller.observations import SensorFinished, SensorProgress
+from leoflow.controller.podnames import ATTEMPT_ANNOTATION, ATTEMPT_LABEL, INJECT_LABEL, MANAGED_BY_LABEL
+from leoflow.controller.sensors import CommandRequest, SensorState
+from leoflow.controller.sensortasks import (
+    POKE_LABEL,
+    PokePodBuilder,
+    poke_pod,
+    render_context,
+    render_sensor,
+    resume_state,
+)
+from leoflow.spec.resources import CompiledSensor, DagSpec, TaskDetail, TaskState
+
+from .dags import dag
+from .podfixtures import T0
+from .runsim import Sim
+
+STATE = SensorState(1_700_000_000.0, 1_700_000_030.0, 3, 1).encode()
+
+
+def sensor_dag(sensor: CompiledSensor) -> DagSpec:
+    spec = dag({"wait": [], "go": ["wait"]})
+    tasks = [spec.tasks[0].model_copy(update={"command": None, "sensor": sensor, "templated": True})]
+    return spec.model_copy(update={"tasks": [*tasks, *spec.tasks[1:]]})
+
+
+HTTP = CompiledSensor.model_validate({"http": {"url": "http://x/{{ run_id }}"}})
+
+
+def test_progress_is_recorded_for_a_waiting_sensor_and_dropped_when_it_ends() -> None:
+    sim = Sim.start(sensor_dag(HTTP))
+    sim.step()
+    actions = sim.step(SensorProgress(0, STATE))
+    assert any(isinstance(a, UpdateRunStatus) for a in actions)
+    assert sim.run.status.tasks["0"].sensorState == STATE
+    assert not any(isinstance(a, UpdateRunStatus) for a in sim.step(SensorProgress(0, STATE))), (
+        "the same state again writes nothing"
+    )
+    sim.step(SensorFinished(0, succeeded=False, soft_fail=True, message="timed out"))
+    assert sim.state("wait") is TaskState.SKIPPED
+    assert sim.run.status.tasks["0"].sensorState is None
+
+
+def test_progress_for_a_task_that_is_not_waiting_is_ignored() -> None:
+    sim = Sim.start(sensor_dag(HTTP))
+    sim.step()
+    sim.step(SensorFinished(0, succeeded=True))
+    status = sim.run.status
+    sim.step(SensorProgress(0, STATE), SensorProgress(1, STATE))
+    assert sim.run.status == status
+
+
+def test_every_sensor_string_is_rendered() -> None:
+    spec = sensor_dag(HTTP)
+    sim = Sim.start(spec)
+    sensor = CompiledSensor.model_validate(
+        {
+            "http": {
+                "url": "http://x/{{ run_id }}",
+                "headers": {"X-Day": "{{ logical_date }}"},
+                "headersFrom": {"Authorization": {"secret": "{{ run_id }}-token", "key": "t"}},
+            }
+        }
+    )
+    context = render_context(spec, sim.run)
+    rendered = render_sensor(sensor, context)
+    assert rendered.http is not None
+    assert rendered.http.url == f"http://x/{sim.run.name}"
+    assert rendered.http.headers == {"X-Day": context.logical_date}
+    assert context.logical_date.startswith("20")
+    assert rendered.http.headersFrom["Authorization"].secret == f"{sim.run.name}-token"
+
+
+def test_poke_pods_run_the_command_with_the_task_image_and_never_pass_for_task_pods() -> None:
+    sensor = CompiledSensor.model_validate({"command": {"command": ["test", "-e", "/ready/{{ run_id }}"]}})
+    spec = sensor_dag(sensor)
+    sim = Sim.start(spec)
+    context = render_context(spec, sim.run)
+    template = poke_pod(spec, sim.run, 0, render_sensor(sensor, context), context)
+    build = PokePodBuilder(lambda pod: {"kwok": pod["metadata"]["labels"][ATTEMPT_LABEL]})
+    first = build(CommandRequest("k", sim.run.namespace, 1, (), (), context=template))
+    second = build(CommandRequest("k", sim.run.namespace, 2, (), (), context=template))
+    container = first["spec"]["containers"][0]
+    assert container["command"] == ["test", "-e", f"/ready/{sim.run.name}"]
+    assert container["image"] == spec.profiles[0].image
+    labels = first["metadata"]["labels"]
+    assert labels[POKE_LABEL] == "true" and labels[ATTEMPT_LABEL] == "1"
+    assert INJECT_LABEL not in labels and MANAGED_BY_LABEL not in labels
+    assert ATTEMPT_ANNOTATION not in first["metadata"]["annotations"]
+    assert first["metadata"]["annotations"]["kwok"] == "1"
+    assert second["metadata"]["labels"][ATTEMPT_LABEL] == "2"
+    assert first["metadata"]["name"] != second["metadata"]["name"]
+    assert first["metadata"]["ownerReferences"][0]["uid"] == sim.run.uid
+    assert template.template["metadata"]["labels"][ATTEMPT_LABEL] == "1", "the template is not changed"
+
+
+def test_resume_prefers_the_recorded_state_over_the_start_time() -> None:
+    now = datetime(2026, 1, 1, 0, 10, tzinfo=UTC)
+    recorded = resume_state(TaskDetail(startTime=T0.isoformat(), sensorState=STATE), now, where="k")
+    assert recorded == SensorState.decode(STATE)
+    fresh = resume_state(TaskDetail(startTime=T0.isoformat()), now, where="k")
+    assert (fresh.started_at, fresh.next_poke_at, fresh.attempts) == (T0.timestamp(), now.timestamp(), 0)
+    unreadable = resume_state(TaskDetail(startTime=T0.isoformat(), sensorState="garbage"), now, where="k")
+    assert unreadable == fresh
