@@ -570,7 +570,8 @@ def _waiting(view: _PodView, now: datetime, context: PodContext) -> PodObservati
         )
     cond = view.condition("PodScheduled")
     if cond is not None and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
-        detail = f"Unschedulable: {cond.get('message', '')}".rstrip(": ")
+        # The reason already says Unschedulable; the scheduler's message says why.
+        detail = f"not scheduled: {cond.get('message', '')}".rstrip(": ")
         return _grace(
             view,
             now,

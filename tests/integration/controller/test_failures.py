@@ -1,11 +1,15 @@
-"""Failures the controller must classify and survive, on KWOK pods: image pull errors, OOM kills,
-and a controller killed in the middle of a run."""
+"""Failures the controller must classify and survive, on KWOK pods: image pull errors, OOM kills
+(named as such even from a bare exit 137 when the agent saw the OOM kill), and a controller killed
+in the middle of a run."""
 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
+from leoflow.controller.agentserver import AgentIdentity, AgentReport
+from leoflow.controller.agentsink import RunReportSink
 from leoflow.controller.cleanup import CleanupPolicy
 from leoflow.controller.podnames import TASK_LABEL
 from leoflow.controller.podstatus import ClassifySettings
@@ -43,6 +47,46 @@ async def test_oom_killed_task_is_named_as_such(harness: Harness) -> None:
     await harness.create_run("r1", "oom")
     done = await harness.wait_phase("r1", "Failed")
     assert _status(done)["message"].startswith("task 'hungry' failed: OOMKilled:")
+
+
+async def test_exit_137_without_a_reason_is_oom_killed_when_the_agent_saw_an_oom_kill(
+    harness: Harness,
+) -> None:
+    # A child process OOM-killed under a cgroup that kills single processes: the container exits
+    # 137 with reason Error, and only the agent's summary (its cgroup's oom_kill counter) knows.
+    await harness.apply_dag(dag_yaml("sigkill", "  hungry: {command: [eat]}\n  killed: {command: [eat]}\n"))
+    summary = '{"exitCode":137,"signal":9,"durationMs":812,"oomKilled":true,"agentVersion":"test"}'
+    harness.script.tasks = {
+        "hungry": {**fail(reason="Error", exit_code=137), "kwok.leoflow.io/fail-message": summary},
+        "killed": fail(reason="Error", exit_code=137),
+    }
+    await harness.start()
+    await harness.create_run("r1", "sigkill")
+    tasks = _status(await harness.wait_phase("r1", "Failed"))["tasks"]
+    assert (tasks["0"]["reason"], tasks["0"]["exitCode"]) == ("OOMKilled", 137)
+    assert "the agent saw an OOM kill" in tasks["0"]["message"]
+    # Without the agent's evidence a SIGKILL stays a plain failure, with the hint.
+    assert (tasks["1"]["reason"], tasks["1"]["exitCode"]) == ("UserError", 137)
+    assert "possibly a child process ran out of memory" in tasks["1"]["message"]
+
+
+async def test_agent_finished_report_with_oom_evidence_names_the_task_oom_killed(harness: Harness) -> None:
+    await harness.apply_dag(dag_yaml("oomreport", "  hungry: {command: [eat]}\n"))
+    harness.script.tasks = {"hungry": {"kwok.leoflow.io/succeed-after": "10m"}}
+    controller = await harness.start()
+    sink = RunReportSink(controller.reconciler)
+    await harness.create_run("r1", "oomreport")
+    await harness.wait_run("r1", lambda o: _status(o).get("taskStates") == "r")
+    [pod] = await harness.pods("r1")
+    meta = pod["metadata"]
+    labels = meta["labels"]
+    identity = AgentIdentity(
+        meta["namespace"], meta["name"], meta["uid"], labels["leoflow.io/dag"], "r1", "hungry", 1
+    )
+    await sink.wait_start(identity)
+    await sink.report(AgentReport(identity, "finished", datetime.now(UTC), exit_code=137, signal=9, oom=True))
+    task = _status(await harness.wait_phase("r1", "Failed"))["tasks"]["0"]
+    assert (task["reason"], task["exitCode"]) == ("OOMKilled", 137)
 
 
 async def test_controller_killed_mid_run_adopts_its_pods_and_creates_no_duplicates(harness: Harness) -> None:

@@ -1,0 +1,182 @@
+"""Infrastructure failures are retried on their own budget, never the user's: every task here has
+``retries: 0``, so only the infrastructure budget can bring it to success on attempt 2.
+
+Each disruption is produced the way Kubernetes produces it: the kubelet's node-pressure eviction
+by a KWOK stage writing the exact status the eviction manager writes, an API eviction through the
+real ``pods/eviction`` subresource, preemption by the real scheduler making room for a
+higher-priority pod, and node loss by deleting a KWOK node so the real pod garbage collector
+fails and removes its pods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from leoflow.controller.planner import PlanSettings
+from leoflow.controller.podnames import ATTEMPT_LABEL
+from leoflow.dev import kwok
+from tests.integration.controller.conftest import SUCCEED, Harness, dag_yaml
+
+pytestmark = pytest.mark.cluster
+
+RUNNING_FOREVER = {"kwok.leoflow.io/succeed-after": "10m"}
+POOL_LABEL = "leoflow.io/failure-test-pool"
+
+
+def _status(obj: dict[str, Any]) -> dict[str, Any]:
+    status: dict[str, Any] = obj.get("status") or {}
+    return status
+
+
+async def _start(harness: Harness) -> None:
+    await harness.start(plan=PlanSettings(infra_retries=2, infra_retry_delay_seconds=0.5))
+
+
+async def _running_pod(harness: Harness, run: str, attempt: int = 1) -> dict[str, Any]:
+    """The attempt's pod once the kubelet (KWOK) reports it Running."""
+    for _ in range(200):
+        for pod in await harness.pods(run):
+            labels = pod["metadata"]["labels"]
+            if labels[ATTEMPT_LABEL] == str(attempt) and pod.get("status", {}).get("phase") == "Running":
+                return pod
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"attempt {attempt} of {run} never ran; pods: {await harness.pods(run)}")
+
+
+async def _succeeded_on_the_infrastructure_budget(harness: Harness, reason: str) -> dict[str, Any]:
+    """The run succeeded on attempt 2 after one infrastructure failure named ``reason``."""
+    done = await harness.wait_phase("r1", "Succeeded", within=120)
+    detail = _status(done)["tasks"]["0"]
+    assert (detail["attempt"], detail["infraAttempts"]) == (2, 1), detail
+    [retrying] = [e for e in await harness.events("r1") if e["reason"] == "TaskRetrying"]
+    assert f"attempt 1 failed ({reason}: " in retrying["message"], retrying["message"]
+    return retrying
+
+
+async def test_kubelet_eviction_is_retried_on_the_infrastructure_budget(harness: Harness) -> None:
+    await harness.apply_dag(dag_yaml("evicted", "  work: {command: [work], retries: 0}\n"))
+    harness.script.tasks = {"work": {1: {"kwok.leoflow.io/evict-after": "500ms"}, 2: SUCCEED}}
+    await _start(harness)
+    await harness.create_run("r1", "evicted")
+    retrying = await _succeeded_on_the_infrastructure_budget(harness, "Evicted")
+    # The kubelet's own explanation reaches the user.
+    assert "The node was low on resource: memory." in retrying["message"]
+
+
+async def test_api_eviction_is_retried_on_the_infrastructure_budget(harness: Harness) -> None:
+    await harness.apply_dag(dag_yaml("drained", "  work: {command: [work], retries: 0}\n"))
+    harness.script.tasks = {"work": {1: RUNNING_FOREVER, 2: SUCCEED}}
+    await _start(harness)
+    await harness.create_run("r1", "drained")
+    pod = await _running_pod(harness, "r1")
+    name = pod["metadata"]["name"]
+    # What `kubectl drain` and the cluster autoscaler do: POST pods/<name>/eviction.
+    eviction = {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": name, "namespace": harness.namespace},
+    }
+    path = f"/api/v1/namespaces/{harness.namespace}/pods/{name}/eviction"
+    await harness.kubectl("create", "--raw", path, "-f", "-", input=json.dumps(eviction))
+    retrying = await _succeeded_on_the_infrastructure_budget(harness, "Evicted")
+    assert "EvictionByEvictionAPI" in retrying["message"]
+
+
+@pytest.fixture
+async def pool(harness: Harness) -> AsyncIterator[str]:
+    """A label value naming KWOK nodes only this test uses (``add_node`` creates them); the nodes
+    keep KWOK's taint and lack the shared node-type label, so no other test's pod lands there."""
+    value = f"p-{uuid.uuid4().hex[:8]}"
+    yield value
+    await asyncio.to_thread(
+        harness.cluster.kubectl, "delete", "nodes", "-l", f"{POOL_LABEL}={value}", "--wait=false", check=False
+    )
+
+
+async def add_node(harness: Harness, pool: str, name: str) -> None:
+    node = kwok.node_manifest(0)
+    labels = node["metadata"]["labels"]
+    del labels[kwok.NODE_TYPE_LABEL]
+    labels.update({"kubernetes.io/hostname": name, POOL_LABEL: pool})
+    node["metadata"]["name"] = name
+    await asyncio.to_thread(harness.cluster.kubectl, "create", "-f", "-", input=json.dumps(node))
+    for _ in range(100):
+        got = await asyncio.to_thread(harness.cluster.kubectl, "get", "node", name, "-o", "json")
+        conditions = json.loads(got.stdout).get("status", {}).get("conditions") or []
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"KWOK never made node {name} Ready")
+
+
+def pool_dag(name: str, pool: str, tasks: str) -> str:
+    placement = {
+        "nodeSelector": {POOL_LABEL: pool},
+        "tolerations": kwok.simulated_pod_placement()["tolerations"],
+    }
+    return dag_yaml(name, tasks, placement=placement)
+
+
+async def test_preemption_by_the_scheduler_is_retried_on_the_infrastructure_budget(
+    harness: Harness, pool: str
+) -> None:
+    await add_node(harness, pool, f"{pool}-a")
+    # 40 of the node's 64 CPUs: the urgent pod below fits only if the task's pod goes.
+    tasks = "  work: {command: [work], retries: 0, resources: {cpu: '40'}}\n"
+    await harness.apply_dag(pool_dag("preempted", pool, tasks))
+    harness.script.tasks = {"work": {1: RUNNING_FOREVER, 2: SUCCEED}}
+    await _start(harness)
+    await harness.create_run("r1", "preempted")
+    await _running_pod(harness, "r1")
+    priority = f"leoflow-test-urgent-{pool}"
+    await asyncio.to_thread(harness.cluster.kubectl, "create", "priorityclass", priority, "--value=1000000")
+    try:
+        urgent = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "urgent", "annotations": {"kwok.leoflow.io/succeed-after": "2s"}},
+            "spec": {
+                "priorityClassName": priority,
+                "nodeSelector": {POOL_LABEL: pool},
+                "tolerations": kwok.simulated_pod_placement()["tolerations"],
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "registry.local/urgent:1",
+                        "resources": {"requests": {"cpu": "40"}},
+                    }
+                ],
+            },
+        }
+        await harness.kubectl("create", "-f", "-", input=json.dumps(urgent))
+        # The urgent pod runs and ends; the retried task then gets the node back.
+        retrying = await _succeeded_on_the_infrastructure_budget(harness, "Preempted")
+        assert "PreemptionByScheduler" in retrying["message"]
+    finally:
+        await asyncio.to_thread(
+            harness.cluster.kubectl, "delete", "priorityclass", priority, "--ignore-not-found", check=False
+        )
+
+
+async def test_node_loss_is_retried_on_the_infrastructure_budget(harness: Harness, pool: str) -> None:
+    await add_node(harness, pool, f"{pool}-a")
+    await harness.apply_dag(pool_dag("lost", pool, "  work: {command: [work], retries: 0}\n"))
+    harness.script.tasks = {"work": {1: RUNNING_FOREVER, 2: SUCCEED}}
+    await _start(harness)
+    await harness.create_run("r1", "lost")
+    await _running_pod(harness, "r1")
+    # The machine is gone and an autoscaler brings a replacement into the pool.
+    await add_node(harness, pool, f"{pool}-b")
+    await asyncio.to_thread(harness.cluster.kubectl, "delete", "node", f"{pool}-a")
+    # The pod garbage collector waits out its 40 s quarantine, then fails and deletes the pod.
+    done = await harness.wait_phase("r1", "Succeeded", within=150)
+    detail = _status(done)["tasks"]["0"]
+    assert (detail["attempt"], detail["infraAttempts"]) == (2, 1), detail
+    [retrying] = [e for e in await harness.events("r1") if e["reason"] == "TaskRetrying"]
+    assert "attempt 1 failed (NodeLost: DeletionByPodGC" in retrying["message"], retrying["message"]
