@@ -7,11 +7,13 @@ what the API cannot give back cheaply: the pinned definitions by hash, an index 
 the pod cache, agent reports not yet recorded in the run status, and the last object this
 controller wrote (so a lagging informer never makes it plan from an older status).
 
-Order of effects: the status is written first (with the run's resourceVersion; on 409 the plan is
-redone on the fresh object), then pods are deleted and created concurrently (deterministic names:
-an ``AlreadyExists`` for the same attempt is adopted), then Events, then the next timer. Once the
-stored status no longer has an attempt in flight, its pod's result finalizer is removed and the
-cleanup policy applies.
+Order of effects: new pods are created concurrently with the status write (with the run's
+resourceVersion; on 409 the plan is redone on the fresh object), so a finished task's successor
+costs one API round trip, not two. Deterministic names make that safe: an ``AlreadyExists`` for the
+same attempt is adopted, and a pod whose attempt the stored status does not record (its write
+failed, or the fresh plan differs) is deleted, by this reconcile or by the next plan. Then pods
+are deleted, Events emitted and the next timer set. Once the stored status no longer has an
+attempt in flight, its pod's result finalizer is removed and the cleanup policy applies.
 """
 
 from __future__ import annotations
@@ -340,32 +342,53 @@ class RunReconciler:
             log.warning("cannot plan DAGRun", extra={"run": key, "error": str(exc)})
             return
         stored_status = view.status
-        update = next((a for a in actions if isinstance(a, UpdateRunStatus)), None)
-        if update is not None:
-            planned = {"actions": actions}
+        mark = self._finished_marks.pop(key, None)
+        # Pods are created together with the status write, not after it: the next task starts one
+        # API round trip sooner. Deterministic names make a create whose status write then fails
+        # harmless: the next plan starts that attempt again and adopts the pod, or deletes it.
+        early = {
+            a.name: asyncio.ensure_future(
+                self._create(key=key, obj=obj, dag=dag, view=view, action=a, mark=mark)
+            )
+            for a in actions
+            if isinstance(a, CreatePod)
+        }
+        try:
+            update = next((a for a in actions if isinstance(a, UpdateRunStatus)), None)
+            if update is not None:
+                planned = {"actions": actions}
 
-            def compute(current: KubeObject) -> KubeObject | None:
-                if current.get("metadata", {}).get("uid") != view.uid:
-                    planned["actions"] = []
-                    return None
-                if resource_version(current) != resource_version(obj):
-                    fresh = run_view(current, self.settings.run_defaults)
-                    planned["actions"] = plan(dag, fresh, observations, now, self.settings.plan)
-                chosen = next((a for a in planned["actions"] if isinstance(a, UpdateRunStatus)), None)
-                return status_body(chosen.status) if chosen is not None else None
+                def compute(current: KubeObject) -> KubeObject | None:
+                    if current.get("metadata", {}).get("uid") != view.uid:
+                        planned["actions"] = []
+                        return None
+                    if resource_version(current) != resource_version(obj):
+                        fresh = run_view(current, self.settings.run_defaults)
+                        planned["actions"] = plan(dag, fresh, observations, now, self.settings.plan)
+                    chosen = next((a for a in planned["actions"] if isinstance(a, UpdateRunStatus)), None)
+                    return status_body(chosen.status) if chosen is not None else None
 
-            try:
-                stored = await self._write_status(obj, update.status, compute)
-            except (RunViewError, PlanError) as exc:
-                log.warning("cannot plan DAGRun", extra={"run": key, "error": str(exc)})
-                return
-            if stored is None:
-                return
-            self._written[key] = stored
-            actions = planned["actions"]
-            stored_status = DagRunStatus.model_validate(stored.get("status") or {})
-            self._record_run_end(view.status, stored_status)
-        await self._execute(key, obj, dag, view, actions)
+                try:
+                    stored = await self._write_status(obj, update.status, compute)
+                except (RunViewError, PlanError) as exc:
+                    log.warning("cannot plan DAGRun", extra={"run": key, "error": str(exc)})
+                    return
+                if stored is None:
+                    return
+                self._written[key] = stored
+                actions = planned["actions"]
+                stored_status = DagRunStatus.model_validate(stored.get("status") or {})
+                self._record_run_end(view.status, stored_status)
+        finally:
+            created = await asyncio.gather(*early.values(), return_exceptions=True)
+        recorded = recorded_pods(stored_status)
+        actions = [a for a in actions if not (isinstance(a, CreatePod) and a.name in early)]
+        actions += [DeletePod(name, "its plan was superseded") for name in early if name not in recorded]
+        for name in early:
+            if name not in recorded:
+                self._create_errors.pop(name, None)
+        await self._execute(key, obj, dag, view, actions, mark=None)
+        _raise_failures(created, "pod create(s)")
         self._prune_reports(key, stored_status)
         await self._settle_pods(key, dag, stored_status)
 
@@ -585,7 +608,14 @@ class RunReconciler:
     # -- actions --------------------------------------------------------------------------------
 
     async def _execute(
-        self, key: str, obj: KubeObject, dag: DagSpec, view: RunView, actions: list[Action]
+        self,
+        key: str,
+        obj: KubeObject,
+        dag: DagSpec,
+        view: RunView,
+        actions: list[Action],
+        *,
+        mark: tuple[float, str] | None,
     ) -> None:
         deletes = [a for a in actions if isinstance(a, DeletePod)]
         creates = [a for a in actions if isinstance(a, CreatePod)]
@@ -597,18 +627,12 @@ class RunReconciler:
             elif isinstance(action, RequeueAt):
                 delay = (action.at - self.clock()).total_seconds()
                 self.queue.add_after(key, max(delay, 0.0))
-        mark = self._finished_marks.pop(key, None)
         results = await asyncio.gather(
             *(self._delete(view.namespace, a) for a in deletes),
             *(self._create(key=key, obj=obj, dag=dag, view=view, action=a, mark=mark) for a in creates),
             return_exceptions=True,
         )
-        failures = [r for r in results if isinstance(r, BaseException)]
-        for failure in failures:
-            if not isinstance(failure, ApiError):
-                raise failure
-        if failures:
-            raise RetryLater(f"{len(failures)} pod operation(s) failed: {failures[0]}")
+        _raise_failures(results, "pod operation(s)")
 
     async def _delete(self, namespace: str, action: DeletePod) -> None:
         cached = self.pods.get(namespace, action.name)
@@ -706,8 +730,10 @@ class RunReconciler:
         time, so their timeout still counts from the original start."""
         if self.sensors is None or view.status.phase in TERMINAL_RUN_PHASES:
             return
+        # A sensor that just ended has left the engine but not yet the status: not a restart.
+        ended = {r.task for r in self._reports.get(key, ()) if isinstance(r, SensorFinished)}
         for task, code in enumerate(view.status.taskStates):
-            if code != TaskState.RUNNING.value or dag.tasks[task].sensor is None:
+            if code != TaskState.RUNNING.value or dag.tasks[task].sensor is None or task in ended:
                 continue
             if sensor_key_of(key, view.uid, task) not in self.sensors:
                 self._start_sensor(key, dag, view, task, resume=True)
@@ -800,6 +826,26 @@ class RunReconciler:
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             raise RetryLater(f"{len(failures)} pod cleanup call(s) failed: {failures[0]}")
+
+
+def recorded_pods(status: DagRunStatus) -> set[str]:
+    """The pods of the attempts ``status`` has in flight."""
+    names = set()
+    for task, item in in_flight_units(status):
+        detail = status.tasks.get(detail_key(task, item))
+        if detail is not None and detail.pod:
+            names.add(detail.pod)
+    return names
+
+
+def _raise_failures(results: list[Any], what: str) -> None:
+    """Re-raises a programming error as is; API errors become one RetryLater for the batch."""
+    failures = [r for r in results if isinstance(r, BaseException)]
+    for failure in failures:
+        if not isinstance(failure, ApiError):
+            raise failure
+    if failures:
+        raise RetryLater(f"{len(failures)} {what} failed: {failures[0]}")
 
 
 def _terminal_phase(pod: Mapping[str, Any]) -> bool:
