@@ -481,6 +481,23 @@ def down(home: Path) -> list[str]:
     return stopped
 
 
+def restart_apiserver(home: Path) -> ClusterState:
+    """Stops the cluster's kube-apiserver and starts it again on the same port, certificates and
+    etcd data, returning once it is ready: what an API server upgrade or crash looks like to its
+    clients (tests use it to prove that controllers ride it out)."""
+    home = home.resolve()
+    state = ClusterState.load(home)
+    if state is None:
+        raise ClusterError(f"no cluster in {home}: run `leoflow dev up` first")
+    layout = Layout(home)
+    stop(layout, "kube-apiserver")
+    try:
+        _start_apiserver(layout, ensure_binaries(), state, Pki(home / "pki"))
+    except ProcessError as err:
+        raise ClusterError(str(err)) from err
+    return state
+
+
 @dataclass(frozen=True)
 class ComponentStatus:
     name: str
