@@ -52,11 +52,15 @@ class KwokScript:
         return {str(k): str(v) for k, v in rule.items()}
 
 
-@pytest.fixture(scope="module")
-def crds(cluster: ClusterHandle) -> Iterator[ClusterHandle]:
+def install_crds(cluster: ClusterHandle) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
     for name in ("dags.leoflow.io", "dagruns.leoflow.io"):
         cluster.kubectl("wait", "--for", "condition=Established", "--timeout=60s", f"crd/{name}")
+
+
+@pytest.fixture(scope="module")
+def crds(cluster: ClusterHandle) -> Iterator[ClusterHandle]:
+    install_crds(cluster)
     yield cluster
 
 
