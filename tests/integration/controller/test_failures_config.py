@@ -1,13 +1,29 @@
 """Pods the kubelet can never start, on the real node: the task fails at once with the kubelet's
 own message, spends none of its retries, and its pod (which Kubernetes would leave Pending
-forever) is deleted."""
+forever) is deleted. And the agent's init container failing, with the real webhook injecting it:
+an infrastructure failure, retried on the infrastructure budget, then named."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime
+import json
+import ssl
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
+from leoflow.agent_inject.settings import InjectionSettings
+from leoflow.certs.authority import issue_serving, new_ca
+from leoflow.controller.planner import PlanSettings
+from leoflow.dev import images
+from leoflow.dev.node import load_image
+from leoflow.webhook import registration
+from leoflow.webhook.serving import WebhookConfig, build_app
 from tests.integration.controller.conftest import Harness, real_node_dag_yaml
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
@@ -66,3 +82,98 @@ async def test_container_config_error_fails_the_task_at_once_with_the_kubelet_me
     message = _status(done)["message"]
     assert "ContainerConfigError: main: CreateContainerConfigError" in message
     assert kubelet_says in message
+
+
+# Stands in for the agent binary at the path the init container runs: the install step fails the
+# way a full disk or a broken image would make it fail.
+FAILING_INSTALL = b"""#!/bin/sh
+echo "leoflow-agent install $1: no space left on device" >&2
+exit 3
+"""
+BROKEN_AGENT_IMAGE = "leoflow.dev/agent-broken-install:1"
+
+
+@pytest.fixture
+async def injecting_webhook(harness: Harness, tmp_path: Path) -> AsyncIterator[None]:
+    """The real webhook, in process, registered for the test's namespace only, injecting an agent
+    image whose install step exits 3; proven in effect before the test goes on."""
+    spec = images.ImageSpec(
+        tag=BROKEN_AGENT_IMAGE,
+        files={**images.busybox_files(), "leoflow-agent": images.file_entry(FAILING_INSTALL, 0o755)},
+    )
+    await asyncio.to_thread(load_image, harness.cluster.home, spec)
+    now = datetime.datetime.now(datetime.UTC)
+    ca = new_ca(common_name="leoflow-webhook-test", now=now, validity=datetime.timedelta(hours=1))
+    pair = issue_serving(
+        ca, dns_names=(), ip_addresses=("127.0.0.1",), now=now, validity=datetime.timedelta(hours=1)
+    )
+    (tmp_path / "tls.crt").write_bytes(pair.cert_pem)
+    (tmp_path / "tls.key").write_bytes(pair.key_pem)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+    injection = InjectionSettings(
+        agent_image=BROKEN_AGENT_IMAGE, controller_addr="127.0.0.1:9443", image_pull_policy="Never"
+    )
+    runner = web.AppRunner(build_app(WebhookConfig(injection=injection), ready=True), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    port = runner.addresses[0][1]
+    name = f"leoflow-test-{uuid.uuid4().hex[:8]}"
+    configuration = registration.webhook_configuration(
+        name,
+        url=f"https://127.0.0.1:{port}/mutate-pods",
+        ca_bundle=ca.cert_pem,
+        namespace_selector=registration.only_namespaces([harness.namespace]),
+    )
+    try:
+        await asyncio.to_thread(harness.cluster.kubectl, "create", "-f", "-", input=json.dumps(configuration))
+        await _until_injected(harness)
+        yield
+    finally:
+        await asyncio.to_thread(
+            harness.cluster.kubectl,
+            "delete",
+            "mutatingwebhookconfiguration",
+            name,
+            "--ignore-not-found",
+            check=False,
+        )
+        await runner.cleanup()
+
+
+async def _until_injected(harness: Harness) -> None:
+    """The API server takes a new configuration up after a moment: dry-run until it injects."""
+    probe = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "probe", "labels": {"leoflow.io/inject": "true"}},
+        "spec": {"containers": [{"name": "main", "image": images.BASE_IMAGE, "command": ["true"]}]},
+    }
+    for _ in range(150):
+        out = await harness.kubectl(
+            "create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(probe), check=False
+        )
+        if out.strip() and json.loads(out)["spec"].get("initContainers"):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("the webhook configuration never took effect")
+
+
+async def test_agent_init_container_failing_is_retried_as_infrastructure_then_named(
+    harness: Harness, real_node: str, injecting_webhook: None
+) -> None:
+    tasks = "  work: {command: [sh, -c, 'exit 0'], retries: 2}\n"
+    await harness.apply_dag(real_node_dag_yaml("noagent", tasks))
+    await harness.start(plan=PlanSettings(infra_retries=1, infra_retry_delay_seconds=0.5))
+    await harness.create_run("r1", "noagent")
+    done = await harness.wait_phase("r1", "Failed", within=120)
+    detail = _status(done)["tasks"]["0"]
+    # Both attempts on the infrastructure budget; the user's two retries untouched.
+    assert (detail["attempt"], detail["infraAttempts"]) == (2, 2), detail
+    assert (detail["reason"], detail["exitCode"]) == ("AgentInitFailed", 3)
+    assert _status(done)["message"] == (
+        "task 'work' failed: AgentInitFailed: leoflow-agent-init: Error: exit code 3"
+    )
+    pods = await harness.pods("r1")
+    assert {p["spec"]["initContainers"][0]["image"] for p in pods} == {BROKEN_AGENT_IMAGE}
