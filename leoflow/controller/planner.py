@@ -270,8 +270,11 @@ class _Work:
         status = obs.status
         if obs.attempt != current or not active:
             superseded = obs.attempt < current or (obs.attempt == current and not active)
+            # A pod of an attempt the status never recorded: created while its status write failed.
+            # Deleted unless this plan starts that very attempt again (see actions()).
+            unrecorded = obs.attempt > current
             exited = obs.attempt == current and self._exited(unit)
-            if superseded and not status.terminal and not obs.deleting and not exited:
+            if (superseded or unrecorded) and not status.terminal and not obs.deleting and not exited:
                 self.deletes.append(DeletePod(obs.pod, "attempt no longer current"))
             elif (
                 obs.attempt == current
@@ -740,7 +743,10 @@ class _Work:
         out: list[Action] = []
         if status != self.run.status:
             out.append(UpdateRunStatus(status))
-        out.extend(self.deletes)
+        # Pods are created before their status write lands (see reconcile), so a pod can exist
+        # for an attempt the stored status does not have yet; starting that attempt adopts it.
+        starting = {create.name for create in self.creates if isinstance(create, CreatePod)}
+        out.extend(d for d in self.deletes if not (isinstance(d, DeletePod) and d.name in starting))
         out.extend(self.creates)
         out.extend(self.events)
         future = [t for t in self.timers if t > self.now]

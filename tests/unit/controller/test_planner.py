@@ -96,6 +96,25 @@ def test_pod_of_a_superseded_attempt_still_running_is_deleted() -> None:
     assert sim.deletes() == [sim.pod_name("a", 1)]
 
 
+def test_pod_created_before_its_status_write_is_adopted_by_the_next_plan() -> None:
+    # The reconcile creates pods concurrently with the status write; if that write failed, the
+    # next plan sees a pod for an attempt the status does not have yet, and starts it again.
+    sim = Sim.start(dag(CHAIN))
+    sim.step(sim.pod("extract", PodPhase.RUNNING))
+    assert sim.creates() == [("extract", None, 1)]
+    assert sim.deletes() == []
+
+
+def test_pod_of_an_unrecorded_attempt_the_plan_does_not_start_is_deleted() -> None:
+    sim = Sim.start(dag({"a": []}, retries=3, retryDelaySeconds=30))
+    sim.step()
+    sim.step(sim.finished("a", exit_code=1))
+    assert sim.state("a") is TaskState.RETRY_WAIT
+    sim.step(sim.pod("a", PodPhase.RUNNING, attempt=2), now=at(1))
+    assert sim.creates() == []
+    assert sim.deletes() == [sim.pod_name("a", 2)]
+
+
 def test_failed_attempt_pod_still_running_after_agent_report_is_kept_for_its_logs() -> None:
     sim = Sim.start(dag({"a": []}, retries=3, retryDelaySeconds=30))
     sim.step()
