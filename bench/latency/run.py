@@ -161,6 +161,21 @@ def task_index(pod: KubeObject) -> tuple[str, int] | None:
     return str(run), int(task[1:])
 
 
+async def retried(call: Callable[[Any], Any], request: Any) -> None:
+    """Sends ``request`` as the agent does (agent/internal/report): UNAVAILABLE is retried with
+    backoff from 100 ms, growing 1.6 times up to 2 s."""
+    delay = 0.1
+    while True:
+        try:
+            await call(request)
+            return
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is not grpc.StatusCode.UNAVAILABLE:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.6, 2.0)
+
+
 class Agents:
     """Plays each task pod's agent: Started at once, Finished after ``task_seconds``."""
 
@@ -200,14 +215,13 @@ class Agents:
             agent_version="bench",
         )
         try:
-            await self.stub.Started(agent_pb2.StartedRequest(identity=identity, command=["work"]))
+            await retried(self.stub.Started, agent_pb2.StartedRequest(identity=identity, command=["work"]))
             await asyncio.sleep(self.task_seconds)
             sent = time.perf_counter()
-            await self.stub.Finished(
-                agent_pb2.FinishedRequest(
-                    identity=identity, exit_code=0, duration_ms=int(self.task_seconds * 1000)
-                )
+            finished = agent_pb2.FinishedRequest(
+                identity=identity, exit_code=0, duration_ms=int(self.task_seconds * 1000)
             )
+            await retried(self.stub.Finished, finished)
         except grpc.aio.AioRpcError as exc:
             self.refused.append(f"{meta['name']}: {exc.code().name} {exc.details()}")
             return

@@ -20,11 +20,13 @@ from leoflow.controller.kube.transport import PODS
 from leoflow.controller.observations import AgentFinished, AgentStarted
 from leoflow.controller.planner import detail_key
 from leoflow.controller.podnames import ATTEMPT_LABEL, ITEM_LABEL, RUN_LABEL, TASK_LABEL
-from leoflow.controller.reconcile import RunReconciler, in_flight_units, run_key
-from leoflow.spec.resources import DagRunStatus
+from leoflow.controller.reconcile import RetryLater, RunReconciler, in_flight_units, run_key
+from leoflow.spec.resources import DagRunStatus, TaskState
 
 CACHE_WAIT_SECONDS = 2.0
 """A report can beat the pod informer: the pod the agent runs in is that new."""
+RECORD_POLL_SECONDS = 0.02
+"""How often a report for an attempt the run status does not record yet looks again."""
 _SIGNAL_EXIT_BASE = 128
 
 
@@ -58,8 +60,8 @@ class RunReportSink:
             )
 
     async def wait_start(self, identity: AgentIdentity) -> None:
-        # The status records an attempt before its pod is created, so a resolvable, current
-        # attempt may always start; a fenced one is refused.
+        # A current attempt may start (one the status does not record yet is waited for, as for
+        # any report); a fenced one is refused.
         await self._resolve(identity)
 
     async def _resolve(self, identity: AgentIdentity) -> tuple[str, int, int | None, int]:
@@ -67,6 +69,23 @@ class RunReportSink:
         labels: Mapping[str, Any] = (pod.get("metadata") or {}).get("labels") or {}
         run = str(labels.get(RUN_LABEL, ""))
         key = run_key(identity.namespace, run)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cache_wait
+        while True:
+            where = await self._attempt(identity, key, labels)
+            if where is not None:
+                return where
+            # Pods are created concurrently with the status write that records them, so a fast
+            # agent can report before that write lands; it lands within a round trip.
+            if loop.time() >= deadline:
+                raise RetryLater(f"attempt of {identity.task} is not recorded in run {key} yet")
+            await asyncio.sleep(RECORD_POLL_SECONDS)
+
+    async def _attempt(
+        self, identity: AgentIdentity, key: str, labels: Mapping[str, Any]
+    ) -> tuple[str, int, int | None, int] | None:
+        """The report's (run key, task, item, attempt) if the run has that attempt in flight, None
+        if the run does not record it yet; raises if it is stale or not a task of the run."""
         obj = self.reconciler.freshest_run(key)
         if obj is None:
             raise StaleAttempt(f"run {key} no longer exists")
@@ -85,9 +104,13 @@ class RunReportSink:
         attempt = int(attempt_text)
         detail = status.tasks.get(detail_key(task, item))
         current = detail.attempt if detail is not None else 1
-        if (task, item) not in in_flight_units(status) or current != attempt:
-            raise StaleAttempt(f"attempt {attempt} of {identity.task} is no longer current in run {key}")
-        return key, task, item, attempt
+        in_flight = (task, item) in in_flight_units(status)
+        if in_flight and current == attempt:
+            return key, task, item, attempt
+        unrecorded = detail is None and _pending(status, task, item)
+        if attempt > current or (attempt == current and unrecorded):
+            return None
+        raise StaleAttempt(f"attempt {attempt} of {identity.task} is no longer current in run {key}")
 
     async def _pod(self, identity: AgentIdentity) -> Mapping[str, Any]:
         pods = self.reconciler.pods
@@ -101,3 +124,11 @@ class RunReportSink:
         if pod is None or (pod.get("metadata") or {}).get("uid") != identity.uid:
             raise UnknownPod(f"no Leoflow pod {identity.namespace}/{identity.pod} with uid {identity.uid}")
         return pod
+
+
+def _pending(status: DagRunStatus, task: int, item: int | None) -> bool:
+    """Whether the task (or fan-out item) has not started in ``status``."""
+    codes = status.taskStates if item is None else status.items.get(str(task), "")
+    index = task if item is None else item
+    code = codes[index] if 0 <= index < len(codes) else TaskState.PENDING.value
+    return code == TaskState.PENDING.value

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -49,7 +49,7 @@ from leoflow.controller.cleanup import (
     release_orphan,
     result_recorded,
 )
-from leoflow.controller.kube.errors import ApiError
+from leoflow.controller.kube.errors import ApiError, NotLeader
 from leoflow.controller.kube.informer import EventType, Informer
 from leoflow.controller.kube.transport import CONFIGMAPS, DAGRUNS, PODS, KubeObject
 from leoflow.controller.kube.writer import MERGE_PATCH, Writer, merge_patch
@@ -105,6 +105,9 @@ PodAnnotator = Callable[[Mapping[str, Any]], Mapping[str, str]]
 """Extra annotations for a pod about to be created (given the pod): how tests and benchmarks
 steer simulated (KWOK) pods, since tasks cannot carry pod annotations."""
 DEFINITION_MISSING = "DefinitionMissing"
+PodCall = Callable[[], Coroutine[Any, Any, None]]
+CHORE_RETRY_SECONDS = 1.0
+"""How soon a run is looked at again after a pod delete or finalizer drop failed."""
 INVALID_RUN = "InvalidRun"
 
 
@@ -217,6 +220,8 @@ class RunReconciler:
         self._deleted_by_us: set[str] = set()
         self._create_errors: dict[str, str] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._chores: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._chores_done: set[tuple[str, str]] = set()
         self.sensors = sensors
         self._sensor_progress_due: set[str] = set()
 
@@ -249,6 +254,8 @@ class RunReconciler:
                     del self._run_pods[key]
             self._deleted_by_us.discard(name)
             self._created_at.pop(name, None)
+            self._chores_done.discard((name, "delete"))
+            self._chores_done.discard((name, "release"))
         else:
             self._run_pods.setdefault(key, set()).add(name)
             self._missing_since.pop(name, None)
@@ -325,7 +332,7 @@ class RunReconciler:
             log.warning("cannot read DAGRun", extra={"run": key, "error": str(exc)})
             return
         if view.status.phase in TERMINAL_RUN_PHASES and view.retry_generation <= _retried(view.status):
-            await self._settle_pods(key, None, view.status)
+            self._settle_pods(key, None, view.status)
             self._reports.pop(key, None)
             self._finished_marks.pop(key, None)
             return
@@ -390,7 +397,7 @@ class RunReconciler:
         await self._execute(key, obj, dag, view, actions, mark=None)
         _raise_failures(created, "pod create(s)")
         self._prune_reports(key, stored_status)
-        await self._settle_pods(key, dag, stored_status)
+        self._settle_pods(key, dag, stored_status)
 
     async def _write_status(
         self, obj: KubeObject, status: DagRunStatus, compute: Callable[[KubeObject], KubeObject | None]
@@ -627,12 +634,47 @@ class RunReconciler:
             elif isinstance(action, RequeueAt):
                 delay = (action.at - self.clock()).total_seconds()
                 self.queue.add_after(key, max(delay, 0.0))
+        for delete in deletes:
+            self._pod_chore(key, delete.name, "delete", self._deleter(view.namespace, delete))
         results = await asyncio.gather(
-            *(self._delete(view.namespace, a) for a in deletes),
             *(self._create(key=key, obj=obj, dag=dag, view=view, action=a, mark=mark) for a in creates),
             return_exceptions=True,
         )
-        _raise_failures(results, "pod operation(s)")
+        _raise_failures(results, "pod create(s)")
+
+    def _deleter(self, namespace: str, action: DeletePod) -> PodCall:
+        return lambda: self._delete(namespace, action)
+
+    def _pod_chore(self, key: str, pod: str, kind: str, call: PodCall) -> None:
+        """Runs a pod delete or finalizer drop off the run's reconcile. Neither is on a task's
+        critical path, and a worker waiting on one delays every run queued behind it. One call
+        per pod and kind at a time, and none again once it succeeded (the cache may lag behind
+        it); a failure requeues the run, whose next reconcile finds the pod still needs it."""
+        slot = (pod, kind)
+        if slot in self._chores or slot in self._chores_done:
+            return
+        task = asyncio.get_running_loop().create_task(call())
+        self._chores[slot] = task
+
+        def finished(done: asyncio.Task[None]) -> None:
+            del self._chores[slot]
+            if done.cancelled():
+                return
+            error = done.exception()
+            if error is None:
+                self._chores_done.add(slot)
+                return
+            if kind == "delete":
+                self._deleted_by_us.discard(pod)
+            if isinstance(error, NotLeader):
+                return
+            if isinstance(error, ApiError):
+                log.info("pod call failed", extra={"run": key, "pod": pod, "call": kind, "error": str(error)})
+                self.queue.add_after(key, CHORE_RETRY_SECONDS)
+            else:
+                log.error("pod call failed", exc_info=error, extra={"run": key, "pod": pod, "call": kind})
+
+        task.add_done_callback(finished)
 
     async def _delete(self, namespace: str, action: DeletePod) -> None:
         cached = self.pods.get(namespace, action.name)
@@ -800,32 +842,30 @@ class RunReconciler:
 
     # -- pods whose result is recorded ----------------------------------------------------------
 
-    async def _settle_pods(self, key: str, dag: DagSpec | None, status: DagRunStatus) -> None:
+    def _releaser(self, namespace: str, pod: KubeObject) -> PodCall:
+        return lambda: drop_result_finalizer(self.writer, namespace, pod)
+
+    def _settle_pods(self, key: str, dag: DagSpec | None, status: DagRunStatus) -> None:
         """Drops the result finalizer from pods the stored status no longer needs, then applies
         the cleanup policy to failed pods."""
         namespace, _ = split_key(key)
         now = self.clock()
         index = dag.task_index() if dag is not None else {}
-        work = []
         for pod in self.run_pods(key):
             meta = pod.get("metadata") or {}
+            name = str(meta.get("name", ""))
             if has_result_finalizer(pod):
                 if dag is None or result_recorded(pod, index, status):
-                    work.append(drop_result_finalizer(self.writer, namespace, pod))
+                    self._pod_chore(key, name, "release", self._releaser(namespace, pod))
                 continue
             expiry = None if meta.get("deletionTimestamp") else failed_pod_expiry(pod, self.settings.cleanup)
             if expiry is None:
                 continue
             if expiry <= now:
-                work.append(
-                    self._delete(namespace, DeletePod(str(meta.get("name", "")), "failed pod TTL expired"))
-                )
+                expired = DeletePod(name, "failed pod TTL expired")
+                self._pod_chore(key, name, "delete", self._deleter(namespace, expired))
             else:
                 self.queue.add_after(key, (expiry - now).total_seconds())
-        results = await asyncio.gather(*work, return_exceptions=True)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            raise RetryLater(f"{len(failures)} pod cleanup call(s) failed: {failures[0]}")
 
 
 def recorded_pods(status: DagRunStatus) -> set[str]:
