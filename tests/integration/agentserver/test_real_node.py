@@ -23,6 +23,7 @@ from leoflow.controller.tokenreview import TokenReviewer
 from leoflow.dev import images
 from leoflow.dev.node import load_image
 from leoflow.dev.testing import ClusterHandle
+from tests.integration.realnode import container, real_node_pod
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
@@ -54,33 +55,17 @@ def serving_files(directory: Path, address: str) -> ServerTls:
 
 
 def task_pod(controller_addr: str) -> dict[str, Any]:
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": "etl-extract-0",
-            "labels": {
-                "leoflow.io/inject": "true",
-                "leoflow.io/dag": "etl",
-                "leoflow.io/run": "etl-1",
-                "leoflow.io/task": "extract",
-                "leoflow.io/attempt": "0",
-            },
+    pod = real_node_pod(
+        "etl-extract-0",
+        [container('printf 42 > "$LEOFLOW_OUTPUTS_DIR/answer"; exit 3')],
+        labels={
+            "leoflow.io/inject": "true",
+            "leoflow.io/dag": "etl",
+            "leoflow.io/run": "etl-1",
+            "leoflow.io/task": "extract",
+            "leoflow.io/attempt": "0",
         },
-        "spec": {
-            "nodeSelector": {"leoflow.io/node-type": "real"},
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 2,
-            "containers": [
-                {
-                    "name": "main",
-                    "image": images.BASE_IMAGE,
-                    "imagePullPolicy": "Never",
-                    "command": ["sh", "-c", 'printf 42 > "$LEOFLOW_OUTPUTS_DIR/answer"; exit 3'],
-                }
-            ],
-        },
-    }
+    )
     settings = InjectionSettings(
         agent_image=images.AGENT_IMAGE,
         controller_addr=controller_addr,

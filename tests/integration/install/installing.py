@@ -22,6 +22,7 @@ from leoflow.dev.containerd import NodePaths
 from leoflow.dev.node import load_image
 from leoflow.dev.testing import ClusterHandle
 from leoflow.install import controller_image
+from tests.integration.realnode import container, real_node_pod, wait_pod
 
 MANIFESTS = Path(__file__).resolve().parents[3] / "manifests"
 NAMESPACE = "leoflow-system"
@@ -120,31 +121,6 @@ def wait_for_webhook(cluster: ClusterHandle, within: float = 240) -> None:
 
 def run_labelled_pod(cluster: ClusterHandle, namespace: str, name: str, script: str) -> dict[str, Any]:
     """Creates a pod opting in to injection on the real node; returns it once it has finished."""
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": {"leoflow.io/inject": "true"}},
-        "spec": {
-            "nodeSelector": {"leoflow.io/node-type": "real"},
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 2,
-            "containers": [
-                {
-                    "name": "main",
-                    "image": images.BASE_IMAGE,
-                    "imagePullPolicy": "Never",
-                    "command": ["sh", "-c", script],
-                }
-            ],
-        },
-    }
+    pod = real_node_pod(name, [container(script)], labels={"leoflow.io/inject": "true"})
     cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(pod))
-
-    def read() -> dict[str, Any]:
-        found: dict[str, Any] = json.loads(
-            cluster.kubectl("get", "pod", name, "-n", namespace, "-o", "json").stdout
-        )
-        return found
-
-    wait_for(f"pod {name} to finish", lambda: read()["status"].get("phase") in ("Succeeded", "Failed"), 120)
-    return read()
+    return wait_pod(cluster, namespace, name, within=120)

@@ -3,6 +3,7 @@ graceful deletion and termination messages all come from the kubelet and runc, n
 
 from __future__ import annotations
 
+import functools
 import http.server
 import json
 import threading
@@ -14,77 +15,18 @@ from typing import Any
 import pytest
 
 from leoflow.dev import images
-from leoflow.dev.images import BASE_IMAGE
 from leoflow.dev.node import load_image
 from leoflow.dev.testing import ClusterHandle
+from tests.integration.realnode import Pod, container, finished, real_node_pod, wait_pod
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
-Pod = dict[str, Any]
-
-
-def container(command: str, name: str = "main", **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "image": BASE_IMAGE,
-        "imagePullPolicy": "Never",
-        "command": ["sh", "-c", command],
-        **extra,
-    }
-
-
-def pod_manifest(name: str, containers: list[dict[str, Any]], **spec: Any) -> Pod:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "nodeSelector": {"leoflow.io/node-type": "real"},
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": False,
-            "terminationGracePeriodSeconds": 2,
-            "containers": containers,
-            **spec,
-        },
-    }
+# Node tests run without the default ServiceAccount token: nothing here talks to the API.
+pod_manifest = functools.partial(real_node_pod, automountServiceAccountToken=False)
 
 
 def create(cluster: ClusterHandle, namespace: str, manifest: Pod) -> None:
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
-
-
-def get_pod(cluster: ClusterHandle, namespace: str, name: str) -> Pod | None:
-    result = cluster.kubectl("get", "pod", name, "-n", namespace, "-o", "json", check=False)
-    if result.returncode != 0:
-        if "NotFound" in result.stderr:
-            return None
-        raise AssertionError(f"kubectl get pod {name}: {result.stderr}")
-    pod: Pod = json.loads(result.stdout)
-    return pod
-
-
-def wait_pod(
-    cluster: ClusterHandle,
-    namespace: str,
-    name: str,
-    *,
-    done: Callable[[Pod], bool],
-    what: str,
-    within: float = 90,
-) -> Pod:
-    deadline = time.monotonic() + within
-    pod: Pod | None = None
-    while time.monotonic() < deadline:
-        pod = get_pod(cluster, namespace, name)
-        if pod is not None and done(pod):
-            return pod
-        time.sleep(0.25)
-    status = json.dumps((pod or {}).get("status", {}), indent=1)
-    raise AssertionError(f"pod {namespace}/{name} never became {what}; last status:\n{status}")
-
-
-def finished(pod: Pod) -> bool:
-    return pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
 
 
 def main_state(pod: Pod) -> dict[str, Any]:

@@ -8,24 +8,18 @@ loses its reports but never stops the task from running.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from leoflow.dev import images
 from leoflow.dev.node import load_image
 from leoflow.dev.testing import ClusterHandle
+from tests.integration.realnode import container, real_node_pod, wait_pod
 
 from .conftest import AGENT_IMAGE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
-
-
-
-def finished(pod: dict[str, Any]) -> bool:
-    return pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
 
 
 def test_injected_pod_runs_the_wrapped_command_with_its_output_and_exit_code(
@@ -33,33 +27,12 @@ def test_injected_pod_runs_the_wrapped_command_with_its_output_and_exit_code(
 ) -> None:
     built = load_image(cluster.home, images.agent_spec(agent_binary))
     assert built.tag == AGENT_IMAGE
-    manifest = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "wrapped", "labels": {"leoflow.io/inject": "true", "leoflow.io/task": "t"}},
-        "spec": {
-            "nodeSelector": {"leoflow.io/node-type": "real"},
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 2,
-            "containers": [
-                {
-                    "name": "main",
-                    "image": images.BASE_IMAGE,
-                    "imagePullPolicy": "Never",
-                    "command": ["sh", "-c"],
-                    "args": ["echo hello from the task; exit 3"],
-                }
-            ],
-        },
-    }
+    main = container("echo hello from the task; exit 3")
+    # The script as args rather than command: the wrapped command line must keep both.
+    main["command"], main["args"] = ["sh", "-c"], main["command"][2:]
+    manifest = real_node_pod("wrapped", [main], labels={"leoflow.io/inject": "true", "leoflow.io/task": "t"})
     cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(manifest))
-    deadline = time.monotonic() + 120
-    while True:
-        pod = json.loads(cluster.kubectl("get", "pod", "wrapped", "-n", namespace, "-o", "json").stdout)
-        if finished(pod):
-            break
-        assert time.monotonic() < deadline, json.dumps(pod.get("status"), indent=1)
-        time.sleep(0.5)
+    pod = wait_pod(cluster, namespace, "wrapped", within=120)
 
     assert pod["spec"]["containers"][0]["command"][:3] == ["/leoflow/bin/leoflow-agent", "run", "--"]
     (init,) = pod["status"]["initContainerStatuses"]
