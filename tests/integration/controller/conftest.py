@@ -88,6 +88,12 @@ def real_node_dag_yaml(name: str, tasks: str, *, defaults: str = "") -> str:
     return dag_yaml(name, tasks, defaults=defaults, image=images.BASE_IMAGE, placement=REAL_NODE)
 
 
+def run_status(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A DAGRun's status (``{}`` before the controller wrote one)."""
+    status: dict[str, Any] = obj.get("status") or {}
+    return status
+
+
 class Harness:
     def __init__(self, cluster: ClusterHandle, namespace: str, kube: Any) -> None:
         self.cluster = cluster

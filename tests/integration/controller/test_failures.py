@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
 
 from leoflow.controller.agentserver import AgentIdentity, AgentReport
 from leoflow.controller.agentsink import RunReportSink
 from leoflow.controller.cleanup import CleanupPolicy
 from leoflow.controller.podnames import TASK_LABEL
 from leoflow.controller.podstatus import ClassifySettings
-from tests.integration.controller.conftest import Harness, dag_yaml, fail
+from tests.integration.controller.conftest import Harness, dag_yaml, fail, run_status
 
 CHAIN = (
     "  extract: {command: [extract]}\n"
@@ -22,20 +21,17 @@ CHAIN = (
 )
 
 
-def _status(obj: dict[str, Any]) -> dict[str, Any]:
-    status: dict[str, Any] = obj.get("status") or {}
-    return status
-
-
 async def test_image_pull_error_fails_the_task_after_the_grace_with_kubelet_message(harness: Harness) -> None:
     await harness.apply_dag(dag_yaml("pull", "  fetch: {command: [fetch]}\n"))
     harness.script.tasks = {"fetch": {"kwok.leoflow.io/image-pull": "ImagePullBackOff"}}
     await harness.start(classify=ClassifySettings(image_pull_grace=3.0))
     await harness.create_run("r1", "pull")
-    waiting = await harness.wait_run("r1", lambda o: "ImagePullBackOff" in (_status(o).get("message") or ""))
-    assert _status(waiting)["phase"] == "Running"
+    waiting = await harness.wait_run(
+        "r1", lambda o: "ImagePullBackOff" in (run_status(o).get("message") or "")
+    )
+    assert run_status(waiting)["phase"] == "Running"
     done = await harness.wait_phase("r1", "Failed")
-    message = _status(done)["message"]
+    message = run_status(done)["message"]
     assert message.startswith("task 'fetch' failed: ImagePullFailed:")
     assert "Back-off pulling image registry.local/app:1" in message
 
@@ -46,7 +42,7 @@ async def test_oom_killed_task_is_named_as_such(harness: Harness) -> None:
     await harness.start()
     await harness.create_run("r1", "oom")
     done = await harness.wait_phase("r1", "Failed")
-    assert _status(done)["message"].startswith("task 'hungry' failed: OOMKilled:")
+    assert run_status(done)["message"].startswith("task 'hungry' failed: OOMKilled:")
 
 
 async def test_exit_137_without_a_reason_is_oom_killed_when_the_agent_saw_an_oom_kill(
@@ -62,7 +58,7 @@ async def test_exit_137_without_a_reason_is_oom_killed_when_the_agent_saw_an_oom
     }
     await harness.start()
     await harness.create_run("r1", "sigkill")
-    tasks = _status(await harness.wait_phase("r1", "Failed"))["tasks"]
+    tasks = run_status(await harness.wait_phase("r1", "Failed"))["tasks"]
     assert (tasks["0"]["reason"], tasks["0"]["exitCode"]) == ("OOMKilled", 137)
     assert "the agent saw an OOM kill" in tasks["0"]["message"]
     # Without the agent's evidence a SIGKILL stays a plain failure, with the hint.
@@ -76,7 +72,7 @@ async def test_agent_finished_report_with_oom_evidence_names_the_task_oom_killed
     controller = await harness.start()
     sink = RunReportSink(controller.reconciler)
     await harness.create_run("r1", "oomreport")
-    await harness.wait_run("r1", lambda o: _status(o).get("taskStates") == "r")
+    await harness.wait_run("r1", lambda o: run_status(o).get("taskStates") == "r")
     [pod] = await harness.pods("r1")
     meta = pod["metadata"]
     labels = meta["labels"]
@@ -85,7 +81,7 @@ async def test_agent_finished_report_with_oom_evidence_names_the_task_oom_killed
     )
     await sink.wait_start(identity)
     await sink.report(AgentReport(identity, "finished", datetime.now(UTC), exit_code=137, signal=9, oom=True))
-    task = _status(await harness.wait_phase("r1", "Failed"))["tasks"]["0"]
+    task = run_status(await harness.wait_phase("r1", "Failed"))["tasks"]["0"]
     assert (task["reason"], task["exitCode"]) == ("OOMKilled", 137)
 
 
@@ -95,12 +91,12 @@ async def test_controller_killed_mid_run_adopts_its_pods_and_creates_no_duplicat
     policy = CleanupPolicy(delete_succeeded=False)
     await harness.start(cleanup=policy)
     await harness.create_run("r1", "restart")
-    await harness.wait_run("r1", lambda o: _status(o).get("taskStates") in ("q..", "r.."))
+    await harness.wait_run("r1", lambda o: run_status(o).get("taskStates") in ("q..", "r.."))
     await harness.kill()
     # The pod finishes while no controller runs: its result must not be lost.
     await harness.start(cleanup=policy)
     done = await harness.wait_phase("r1", "Succeeded")
-    assert _status(done)["taskStates"] == "SSS"
+    assert run_status(done)["taskStates"] == "SSS"
     per_task = Counter(p["metadata"]["labels"][TASK_LABEL] for p in await harness.pods("r1"))
     assert per_task == {"extract": 1, "transform": 1, "load": 1}
 
@@ -110,7 +106,7 @@ async def test_deleted_run_leaves_no_pod_behind(harness: Harness) -> None:
     harness.script.tasks = {"slow": {"kwok.leoflow.io/succeed-after": "10m"}}
     await harness.start()
     await harness.create_run("r1", "gone")
-    await harness.wait_run("r1", lambda o: _status(o).get("taskStates") == "r")
+    await harness.wait_run("r1", lambda o: run_status(o).get("taskStates") == "r")
     await harness.kubectl("delete", "dagrun", "r1", "--wait=false")
     await harness.wait_until_no_pods("r1", within=90)
 
@@ -132,7 +128,7 @@ async def test_outputs_reach_downstream_from_the_termination_message_without_an_
     harness.script.tasks = {"produce": summary, "consume": {"kwok.leoflow.io/succeed-after": "10m"}}
     await harness.start(cleanup=CleanupPolicy(delete_succeeded=False))
     await harness.create_run("r1", "summary")
-    running = await harness.wait_run("r1", lambda o: (_status(o).get("taskStates") or "").startswith("S"))
+    running = await harness.wait_run("r1", lambda o: (run_status(o).get("taskStates") or "").startswith("S"))
     assert running["status"]["tasks"]["0"]["outputs"] == {"rows": "7"}
     pods = {p["metadata"]["labels"][TASK_LABEL]: p for p in await harness.pods("r1")}
     assert {"name": "ROWS", "value": "7"} in pods["consume"]["spec"]["containers"][0]["env"]

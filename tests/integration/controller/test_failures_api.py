@@ -13,7 +13,6 @@ import asyncio
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes_asyncio.client import ApiClient, Configuration
@@ -26,7 +25,7 @@ from leoflow.dev.cluster import admin_ssl_context
 from leoflow.dev.faultproxy import Fault, FaultPolicy, FaultProxy
 from leoflow.dev.pki import Pki
 from leoflow.dev.testing import ClusterHandle
-from tests.integration.controller.conftest import Harness, dag_yaml, install_crds
+from tests.integration.controller.conftest import Harness, dag_yaml, install_crds, run_status
 
 pytestmark = pytest.mark.cluster
 
@@ -40,16 +39,11 @@ DIAMOND = (
 RUNS = ("r1", "r2", "r3")
 
 
-def _status(obj: dict[str, Any]) -> dict[str, Any]:
-    status: dict[str, Any] = obj.get("status") or {}
-    return status
-
-
 async def assert_ran_exactly_once(harness: Harness, run: str) -> None:
     """Succeeded, every task on its first attempt, and exactly one pod per task ever created."""
     done = await harness.wait_phase(run, "Succeeded", within=180)
-    assert _status(done)["taskStates"] == "SSSSS"
-    attempts = {k: d.get("attempt", 1) for k, d in (_status(done).get("tasks") or {}).items()}
+    assert run_status(done)["taskStates"] == "SSSSS"
+    attempts = {k: d.get("attempt", 1) for k, d in (run_status(done).get("tasks") or {}).items()}
     assert set(attempts.values()) <= {1}, attempts
     pods = await harness.pods(run)
     assert Counter(p["metadata"]["labels"][TASK_LABEL] for p in pods) == dict.fromkeys(
@@ -109,7 +103,7 @@ async def test_runs_complete_exactly_once_across_an_api_server_restart(
         await harness.start(cleanup=CleanupPolicy(delete_succeeded=False))
         for run in RUNS:
             await harness.create_run(run, "steady")
-        await harness.wait_run("r1", lambda o: (_status(o).get("taskStates") or "").startswith("S"))
+        await harness.wait_run("r1", lambda o: (run_status(o).get("taskStates") or "").startswith("S"))
         await asyncio.to_thread(cluster.restart_apiserver, private_cluster.home)
         for run in RUNS:
             await assert_ran_exactly_once(harness, run)

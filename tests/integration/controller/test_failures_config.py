@@ -24,26 +24,21 @@ from leoflow.dev import images
 from leoflow.dev.node import load_image
 from leoflow.webhook import registration
 from leoflow.webhook.serving import WebhookConfig, build_app
-from tests.integration.controller.conftest import Harness, real_node_dag_yaml
+from tests.integration.controller.conftest import Harness, real_node_dag_yaml, run_status
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
-
-
-def _status(obj: dict[str, Any]) -> dict[str, Any]:
-    status: dict[str, Any] = obj.get("status") or {}
-    return status
 
 
 async def _fails_at_once(harness: Harness, dag: str, task: str) -> dict[str, Any]:
     """Runs ``dag`` and returns its failed status; the task had retries but used none of them."""
     await harness.create_run("r1", dag)
     done = await harness.wait_phase("r1", "Failed", within=90)
-    detail = _status(done)["tasks"]["0"]
+    detail = run_status(done)["tasks"]["0"]
     assert detail.get("attempt", 1) == 1, detail  # absent means the first
     assert not [e for e in await harness.events("r1") if e["reason"] == "TaskRetrying"]
     # Pending forever is Kubernetes' answer to both: the controller removes the pod itself.
     await harness.wait_until_no_pods("r1", within=60)
-    message: str = _status(done)["message"]
+    message: str = run_status(done)["message"]
     assert message.startswith(f"task '{task}' failed: "), message
     return done
 
@@ -55,7 +50,7 @@ async def test_invalid_image_name_fails_the_task_at_once_with_the_kubelet_messag
     await harness.apply_dag(real_node_dag_yaml("badimage", tasks))
     await harness.start()
     done = await _fails_at_once(harness, "badimage", "bad")
-    message = _status(done)["message"]
+    message = run_status(done)["message"]
     assert "InvalidImage: main: InvalidImageName" in message
     # The kubelet's own words about the reference, verbatim.
     assert "leoflow.dev/Base:1" in message
@@ -79,7 +74,7 @@ async def test_container_config_error_fails_the_task_at_once_with_the_kubelet_me
     await harness.apply_dag(real_node_dag_yaml("badconfig", tasks))
     await harness.start()
     done = await _fails_at_once(harness, "badconfig", "configured")
-    message = _status(done)["message"]
+    message = run_status(done)["message"]
     assert "ContainerConfigError: main: CreateContainerConfigError" in message
     assert kubelet_says in message
 
@@ -168,11 +163,11 @@ async def test_agent_init_container_failing_is_retried_as_infrastructure_then_na
     await harness.start(plan=PlanSettings(infra_retries=1, infra_retry_delay_seconds=0.5))
     await harness.create_run("r1", "noagent")
     done = await harness.wait_phase("r1", "Failed", within=120)
-    detail = _status(done)["tasks"]["0"]
+    detail = run_status(done)["tasks"]["0"]
     # Both attempts on the infrastructure budget; the user's two retries untouched.
     assert (detail["attempt"], detail["infraAttempts"]) == (2, 2), detail
     assert (detail["reason"], detail["exitCode"]) == ("AgentInitFailed", 3)
-    assert _status(done)["message"] == (
+    assert run_status(done)["message"] == (
         "task 'work' failed: AgentInitFailed: leoflow-agent-init: Error: exit code 3"
     )
     pods = await harness.pods("r1")

@@ -21,17 +21,12 @@ import pytest
 from leoflow.controller.planner import PlanSettings
 from leoflow.controller.podnames import ATTEMPT_LABEL
 from leoflow.dev import kwok
-from tests.integration.controller.conftest import SUCCEED, Harness, dag_yaml
+from tests.integration.controller.conftest import SUCCEED, Harness, dag_yaml, run_status
 
 pytestmark = pytest.mark.cluster
 
 RUNNING_FOREVER = {"kwok.leoflow.io/succeed-after": "10m"}
 POOL_LABEL = "leoflow.io/failure-test-pool"
-
-
-def _status(obj: dict[str, Any]) -> dict[str, Any]:
-    status: dict[str, Any] = obj.get("status") or {}
-    return status
 
 
 async def _start(harness: Harness) -> None:
@@ -52,7 +47,7 @@ async def _running_pod(harness: Harness, run: str, attempt: int = 1) -> dict[str
 async def _succeeded_on_the_infrastructure_budget(harness: Harness, reason: str) -> dict[str, Any]:
     """The run succeeded on attempt 2 after one infrastructure failure named ``reason``."""
     done = await harness.wait_phase("r1", "Succeeded", within=120)
-    detail = _status(done)["tasks"]["0"]
+    detail = run_status(done)["tasks"]["0"]
     assert (detail["attempt"], detail["infraAttempts"]) == (2, 1), detail
     [retrying] = [e for e in await harness.events("r1") if e["reason"] == "TaskRetrying"]
     assert f"attempt 1 failed ({reason}: " in retrying["message"], retrying["message"]
@@ -176,7 +171,7 @@ async def test_node_loss_is_retried_on_the_infrastructure_budget(harness: Harnes
     await asyncio.to_thread(harness.cluster.kubectl, "delete", "node", f"{pool}-a")
     # The pod garbage collector waits out its 40 s quarantine, then fails and deletes the pod.
     done = await harness.wait_phase("r1", "Succeeded", within=150)
-    detail = _status(done)["tasks"]["0"]
+    detail = run_status(done)["tasks"]["0"]
     assert (detail["attempt"], detail["infraAttempts"]) == (2, 1), detail
     [retrying] = [e for e in await harness.events("r1") if e["reason"] == "TaskRetrying"]
     assert "attempt 1 failed (NodeLost: DeletionByPodGC" in retrying["message"], retrying["message"]

@@ -4,19 +4,12 @@ message while it waits, and after the configured bound it fails with that messag
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from leoflow.controller.podstatus import ClassifySettings
-from tests.integration.controller.conftest import Harness, dag_yaml
+from tests.integration.controller.conftest import Harness, dag_yaml, run_status
 
 pytestmark = pytest.mark.cluster
-
-
-def _status(obj: dict[str, Any]) -> dict[str, Any]:
-    status: dict[str, Any] = obj.get("status") or {}
-    return status
 
 
 @pytest.mark.parametrize(
@@ -36,11 +29,13 @@ async def test_unschedulable_task_fails_after_the_bound_with_the_scheduler_messa
     await harness.apply_dag(dag_yaml("nowhere", f"  work: {task}\n"))
     await harness.start(classify=ClassifySettings(unschedulable_grace=4.0))
     await harness.create_run("r1", "nowhere")
-    waiting = await harness.wait_run("r1", lambda o: "not scheduled: 0/" in (_status(o).get("message") or ""))
-    assert _status(waiting)["phase"] == "Running"
-    assert scheduler_says in _status(waiting)["message"]
+    waiting = await harness.wait_run(
+        "r1", lambda o: "not scheduled: 0/" in (run_status(o).get("message") or "")
+    )
+    assert run_status(waiting)["phase"] == "Running"
+    assert scheduler_says in run_status(waiting)["message"]
     done = await harness.wait_phase("r1", "Failed")
-    message = _status(done)["message"]
+    message = run_status(done)["message"]
     assert message.startswith("task 'work' failed: Unschedulable: not scheduled: 0/"), message
     assert scheduler_says in message
     await harness.wait_until_no_pods("r1")
