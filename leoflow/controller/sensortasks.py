@@ -17,6 +17,7 @@ pieces here, all pure:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 from collections.abc import Callable, Mapping
@@ -155,14 +156,8 @@ def resume_state(detail: TaskDetail | None, now: datetime, *, where: str) -> Sen
             return SensorState.decode(stored)
         except SensorStateError as exc:
             log.warning("ignoring an unreadable sensor state", extra={"sensor": where, "error": str(exc)})
-    started = _parse(detail.startTime if detail is not None else None) or now
+    started = now
+    if detail is not None and detail.startTime:
+        with contextlib.suppress(ValueError):
+            started = datetime.fromisoformat(detail.startTime)
     return SensorState(started_at=started.timestamp(), next_poke_at=now.timestamp())
-
-
-def _parse(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None

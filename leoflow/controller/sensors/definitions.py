@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import quote
 
+from leoflow.controller.sensors.apicalls import call, object_path
 from leoflow.spec.snapshots import SnapshotError, definition_configmap_name, load_snapshot
 
 
@@ -27,21 +27,10 @@ class SnapshotTaskIndex:
 
     async def __call__(self, namespace: str, dag: str, definition_hash: str) -> dict[str, int]:
         name = definition_configmap_name(dag, definition_hash)
-        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/configmaps/{quote(name, safe='')}"
-        response = await self._api.call_api(
-            path,
-            "GET",
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=self._timeout,
-        )
-        try:
-            raw = await response.read()
-        finally:
-            response.release()
-        if response.status != 200:
-            raise DefinitionUnavailable(f"definition ConfigMap {namespace}/{name}: HTTP {response.status}")
+        path = object_path("configmaps", namespace, name)
+        status, raw = await call(self._api, "GET", path, request_timeout=self._timeout)
+        if status != 200:
+            raise DefinitionUnavailable(f"definition ConfigMap {namespace}/{name}: HTTP {status}")
         try:
             spec = load_snapshot(json.loads(raw))
         except (SnapshotError, ValueError) as err:

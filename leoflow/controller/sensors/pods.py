@@ -19,10 +19,10 @@ import json
 import logging
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 
+from leoflow.controller.sensors.apicalls import call, object_path
 from leoflow.controller.sensors.commands import CommandLaunchError, CommandRequest
 from leoflow.controller.sensors.watches import KubeObject, WatchHub, WatchKey
 
@@ -95,35 +95,19 @@ class PodCommandLauncher:
             if self._delete_finished:
                 await self._delete(request.namespace, name)
 
-    def _path(self, namespace: str, name: str | None = None) -> str:
-        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods"
-        return f"{path}/{quote(name, safe='')}" if name is not None else path
-
     async def _call(self, method: str, path: str, body: object) -> tuple[int, str]:
         try:
-            response = await self._api.call_api(
-                path,
-                method,
-                header_params={"Accept": "application/json", "Content-Type": "application/json"},
-                body=body,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=self._timeout,
-            )
-            try:
-                raw = await response.read()
-            finally:
-                response.release()
+            status, raw = await call(self._api, method, path, request_timeout=self._timeout, body=body)
         except (aiohttp.ClientError, TimeoutError, OSError) as err:
             raise CommandLaunchError(f"{method} {path} failed: {type(err).__name__}: {err}") from err
         try:
             message = str(json.loads(raw).get("message", ""))
         except (ValueError, AttributeError):
             message = raw[:200].decode(errors="replace")
-        return int(response.status), message
+        return status, message
 
     async def _create(self, namespace: str, name: str, pod: KubeObject) -> None:
-        status, message = await self._call("POST", self._path(namespace), pod)
+        status, message = await self._call("POST", object_path("pods", namespace), pod)
         if status in (200, 201, 409):
             return
         permanent = 400 <= status < 500 and status != 429
@@ -134,7 +118,7 @@ class PodCommandLauncher:
     async def _delete(self, namespace: str, name: str) -> None:
         with contextlib.suppress(CommandLaunchError):
             status, message = await self._call(
-                "DELETE", self._path(namespace, name), {"propagationPolicy": "Background"}
+                "DELETE", object_path("pods", namespace, name), {"propagationPolicy": "Background"}
             )
             if status not in (200, 202, 404):
                 log.warning(

@@ -20,9 +20,10 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
+
+from leoflow.controller.sensors.apicalls import call, object_path
 
 SecretLookup = Callable[[str, str, str], Awaitable[str]]
 """``(namespace, secret, key) -> value``."""
@@ -85,25 +86,14 @@ class SecretReader:
 
     async def _read(self, namespace: str, name: str) -> dict[str, str]:
         where = f"Secret {namespace}/{name}"
-        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/secrets/{quote(name, safe='')}"
         try:
-            response = await self._api.call_api(
-                path,
-                "GET",
-                header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=self._timeout,
+            status, raw = await call(
+                self._api, "GET", object_path("secrets", namespace, name), request_timeout=self._timeout
             )
-            try:
-                raw = await response.read()
-            finally:
-                response.release()
         except (aiohttp.ClientError, TimeoutError, OSError) as err:
             raise SecretUnavailable(
                 f"reading {where} failed: {type(err).__name__}", permanent=False
             ) from None
-        status = int(response.status)
         if status == 404:
             raise SecretUnavailable(f"{where} does not exist", permanent=True)
         if status in (401, 403):

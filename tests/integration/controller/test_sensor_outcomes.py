@@ -11,6 +11,7 @@ import pytest
 from leoflow.controller.sensors import EngineOptions, HttpOptions
 from leoflow.spec.compiler import compile_text
 from tests.integration.controller.conftest import Harness, dag_yaml
+from tests.integration.sensors.objects import run_status
 from tests.unit.sensors.http_target import Target, serve
 
 pytestmark = pytest.mark.cluster
@@ -22,13 +23,8 @@ async def target() -> AsyncIterator[Target]:
         yield server
 
 
-def status(obj: dict[str, Any]) -> dict[str, Any]:
-    found: dict[str, Any] = obj.get("status") or {}
-    return found
-
-
 def detail(obj: dict[str, Any], task: int) -> dict[str, Any]:
-    found: dict[str, Any] = status(obj).get("tasks", {}).get(str(task), {})
+    found: dict[str, Any] = run_status(obj).get("tasks", {}).get(str(task), {})
     return found
 
 
@@ -42,7 +38,7 @@ async def test_sensor_timeout_fails_the_task_and_its_downstream(harness: Harness
     await harness.start()
     await harness.create_run("r1", "times-out")
     done = await harness.wait_phase("r1", "Failed")
-    assert status(done)["taskStates"] == "FU"
+    assert run_status(done)["taskStates"] == "FU"
     wait = detail(done, 0)
     assert wait["reason"] == "SensorFailed"
     assert "sensor timed out after 3s" in wait["message"]
@@ -67,7 +63,7 @@ async def test_soft_fail_skips_the_task_and_downstream_follows_trigger_rules(
     await harness.create_run("r1", "soft")
     done = await harness.wait_phase("r1", "Succeeded")
     index = compile_text(text).spec.task_index()
-    states = {name: status(done)["taskStates"][i] for name, i in index.items()}
+    states = {name: run_status(done)["taskStates"][i] for name, i in index.items()}
     assert states == {"wait": "K", "needs-it": "K", "cleanup": "S", "unless-failed": "S"}
     assert "answered HTTP 503" in detail(done, index["wait"])["message"]
 
@@ -103,6 +99,6 @@ async def test_a_thousand_sensor_tasks_on_one_slow_host_respect_the_per_host_lim
     await harness.start(controller={"sensors": EngineOptions(http=HttpOptions(per_host_limit=limit))})
     await harness.create_run("r1", "slow-host")
     done = await harness.wait_phase("r1", "Succeeded", within=180)
-    assert status(done)["taskStates"] == "S" * count
+    assert run_status(done)["taskStates"] == "S" * count
     assert target.requests == count
     assert target.max_in_flight == limit, "the limit was reached and never exceeded"

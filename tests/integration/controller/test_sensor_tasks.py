@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from leoflow.controller.sensortasks import POKE_LABEL
-from leoflow.dev import kwok
 from tests.integration.controller.conftest import SUCCEED, Harness, KwokScript, dag_yaml, fail
+from tests.integration.sensors.objects import kwok_job, run_status
 from tests.unit.sensors.http_target import Target, serve
 
 pytestmark = pytest.mark.cluster
@@ -26,11 +26,6 @@ pytestmark = pytest.mark.cluster
 async def target() -> AsyncIterator[Target]:
     async with serve() as server:
         yield server
-
-
-def status(obj: dict[str, Any]) -> dict[str, Any]:
-    found: dict[str, Any] = obj.get("status") or {}
-    return found
 
 
 async def create_run(harness: Harness, name: str, dag: str, logical_date: str) -> None:
@@ -43,7 +38,7 @@ async def create_run(harness: Harness, name: str, dag: str, logical_date: str) -
     await harness.kubectl("create", "-f", "-", input=json.dumps(run))
 
 
-async def test_http_sensor_task_waits_for_the_expected_status(harness: Harness, target: Target) -> None:
+async def test_http_sensor_task_waits_for_the_expected_run_status(harness: Harness, target: Target) -> None:
     target.status = 404
     tasks = (
         f"  wait: {{sensor: {{http: {{url: '{target.url}/ready/{{{{ run_id }}}}'}}, pokeInterval: 1s}}}}\n"
@@ -52,10 +47,10 @@ async def test_http_sensor_task_waits_for_the_expected_status(harness: Harness, 
     await harness.apply_dag(dag_yaml("http-status", tasks))
     await harness.start()
     await harness.create_run("r1", "http-status")
-    await harness.wait_run("r1", lambda o: status(o).get("taskStates") == "r." and target.requests >= 2)
+    await harness.wait_run("r1", lambda o: run_status(o).get("taskStates") == "r." and target.requests >= 2)
     target.status = 200
     done = await harness.wait_phase("r1", "Succeeded")
-    assert status(done)["taskStates"] == "SS"
+    assert run_status(done)["taskStates"] == "SS"
     assert target.requests >= 3
 
 
@@ -81,10 +76,10 @@ async def test_http_sensor_task_sends_its_headers_and_waits_for_a_json_value(
     await harness.start()
     await harness.create_run("r1", "http-json")
     await harness.wait_run("r1", lambda _o: target.requests >= 2)
-    assert status(await harness.run_object("r1"))["taskStates"] == "r.", "'running' is not 'done'"
+    assert run_status(await harness.run_object("r1"))["taskStates"] == "r.", "'running' is not 'done'"
     target.body = {"job": {"state": "done"}}
     done = await harness.wait_phase("r1", "Succeeded")
-    assert status(done)["taskStates"] == "SS"
+    assert run_status(done)["taskStates"] == "SS"
     assert {h["Authorization"] for h in target.headers} == {"Bearer s3cret"}
     assert {h["X-Run"] for h in target.headers} == {"r1"}
 
@@ -100,13 +95,13 @@ async def test_kubernetes_sensor_task_waits_for_a_configmap_key(harness: Harness
     await harness.apply_dag(dag_yaml("cm-key", tasks))
     await harness.start()
     await harness.create_run("r1", "cm-key")
-    await harness.wait_run("r1", lambda o: status(o).get("taskStates") == "r.")
+    await harness.wait_run("r1", lambda o: run_status(o).get("taskStates") == "r.")
     await harness.kubectl("create", "configmap", "r1-signal", "--from-literal=other=1")
     await asyncio.sleep(1)
-    assert status(await harness.run_object("r1"))["taskStates"] == "r.", "no key yet"
+    assert run_status(await harness.run_object("r1"))["taskStates"] == "r.", "no key yet"
     await harness.kubectl("patch", "configmap", "r1-signal", "-p", '{"data": {"ready": "yes"}}')
     done = await harness.wait_phase("r1", "Succeeded")
-    assert status(done)["taskStates"] == "SS"
+    assert run_status(done)["taskStates"] == "SS"
 
 
 async def test_kubernetes_sensor_task_waits_for_a_job_to_complete_on_kwok(harness: Harness) -> None:
@@ -118,26 +113,11 @@ async def test_kubernetes_sensor_task_waits_for_a_job_to_complete_on_kwok(harnes
     await harness.apply_dag(dag_yaml("job-done", tasks))
     await harness.start()
     await harness.create_run("r1", "job-done")
-    await harness.wait_run("r1", lambda o: status(o).get("taskStates") == "r.")
-    job = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": "export", "namespace": harness.namespace},
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                "metadata": {"annotations": {"kwok.leoflow.io/succeed-after": "1s"}},
-                "spec": {
-                    **kwok.simulated_pod_placement(),
-                    "restartPolicy": "Never",
-                    "containers": [{"name": "main", "image": "leoflow.dev/base:1"}],
-                },
-            },
-        },
-    }
+    await harness.wait_run("r1", lambda o: run_status(o).get("taskStates") == "r.")
+    job = {**kwok_job("export", succeed_after="1s")}
     await harness.kubectl("apply", "-f", "-", input=json.dumps(job))
     done = await harness.wait_phase("r1", "Succeeded", within=90)
-    assert status(done)["taskStates"] == "SS"
+    assert run_status(done)["taskStates"] == "SS"
 
 
 async def test_dag_run_sensor_task_waits_for_another_dags_run_and_task(harness: Harness) -> None:
@@ -153,16 +133,18 @@ async def test_dag_run_sensor_task_waits_for_another_dags_run_and_task(harness: 
     await harness.apply_dag(dag_yaml("downstream", downstream))
     await harness.start()
     await create_run(harness, "down-1", "downstream", date)
-    await harness.wait_run("down-1", lambda o: status(o).get("phase") == "Running")
+    await harness.wait_run("down-1", lambda o: run_status(o).get("phase") == "Running")
     await create_run(harness, "up-other-day", "upstream", "2026-02-28T00:00:00Z")
     await harness.wait_phase("up-other-day", "Succeeded")
     await asyncio.sleep(1)
-    assert status(await harness.run_object("down-1"))["phase"] == "Running", "another date's run is not it"
+    assert run_status(await harness.run_object("down-1"))["phase"] == "Running", (
+        "another date's run is not it"
+    )
     await create_run(harness, "up-1", "upstream", date)
     done = await harness.wait_phase("down-1", "Succeeded")
     upstream = await harness.run_object("up-1")
-    assert status(upstream)["phase"] == "Succeeded"
-    assert status(done)["taskStates"] == "SSS"
+    assert run_status(upstream)["phase"] == "Succeeded"
+    assert run_status(done)["taskStates"] == "SSS"
 
 
 async def test_dag_run_sensor_in_another_namespace(harness: Harness) -> None:
@@ -174,7 +156,7 @@ async def test_dag_run_sensor_in_another_namespace(harness: Harness) -> None:
         await harness.start()
         date = "2026-04-01T00:00:00Z"
         await create_run(harness, "w1", "watcher", date)
-        await harness.wait_run("w1", lambda o: status(o).get("taskStates") == "r")
+        await harness.wait_run("w1", lambda o: run_status(o).get("taskStates") == "r")
         run = {
             "apiVersion": "leoflow.io/v1alpha1",
             "kind": "DAGRun",
@@ -197,7 +179,7 @@ async def test_dag_run_sensor_in_another_namespace(harness: Harness) -> None:
             patch,
         )
         done = await harness.wait_phase("w1", "Succeeded")
-        assert status(done)["taskStates"] == "S"
+        assert run_status(done)["taskStates"] == "S"
     finally:
         await asyncio.to_thread(
             harness.cluster.kubectl,
@@ -233,7 +215,7 @@ async def test_command_sensor_task_runs_a_pod_per_poke_until_one_exits_zero(harn
     await harness.start()
     await harness.create_run("r1", "probing")
     done = await harness.wait_phase("r1", "Succeeded")
-    assert status(done)["taskStates"] == "SS"
+    assert run_status(done)["taskStates"] == "SS"
     pokes = [p for p in script.pods if p["metadata"]["labels"].get(POKE_LABEL) == "true"]
     assert [p["metadata"]["labels"]["leoflow.io/attempt"] for p in pokes] == ["1", "2", "3"]
     assert {tuple(p["spec"]["containers"][0]["command"]) for p in pokes} == {("test", "-e", "/ready/r1")}

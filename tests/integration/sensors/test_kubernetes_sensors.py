@@ -28,6 +28,7 @@ from leoflow.dev.testing import ClusterHandle
 from leoflow.spec.compiler import compile_text
 from leoflow.spec.resources import API_VERSION, CompiledSensor
 from leoflow.spec.snapshots import snapshot_configmap
+from tests.integration.sensors.objects import kwok_job
 from tests.unit.sensors.manual_clock import until
 
 pytestmark = pytest.mark.cluster
@@ -88,22 +89,7 @@ async def test_job_completing_on_kwok_satisfies_a_sensor(
         kubernetes_sensor(apiVersion="batch/v1", kind="Job", name="work", condition="Complete"),
         namespace,
     )
-    job = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": "work"},
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                "metadata": {"annotations": {"kwok.leoflow.io/succeed-after": "1s"}},
-                "spec": {
-                    **kwok.simulated_pod_placement(),
-                    "restartPolicy": "Never",
-                    "containers": [{"name": "main", "image": "leoflow.dev/base:1"}],
-                },
-            },
-        },
-    }
+    job = kwok_job("work", succeed_after="1s")
     apply(cluster, namespace, job)
     await until(lambda: "run/job" in done.outcomes, "the Job completed", limit=90)
     assert done.outcomes["run/job"].result is Result.SATISFIED
