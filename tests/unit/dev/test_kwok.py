@@ -25,9 +25,25 @@ def test_simulated_placement_tolerates_the_taint_and_selects_kwok_nodes() -> Non
 def test_stages_cover_the_whole_pod_lifecycle_with_leoflow_annotations() -> None:
     stages = list(yaml.safe_load_all(kwok.stages_yaml()))
     names = {s["metadata"]["name"] for s in stages}
-    assert names == {"pod-ready", "pod-succeed", "pod-fail", "pod-image-pull-error", "pod-delete"}
+    assert names == {
+        "pod-ready",
+        "pod-succeed",
+        "pod-fail",
+        "pod-evict",
+        "pod-image-pull-error",
+        "pod-delete",
+    }
     text = kwok.stages_yaml()
-    for annotation in ("succeed-after", "fail-after", "fail-reason", "exit-code", "image-pull"):
+    annotations = (
+        "succeed-after",
+        "fail-after",
+        "fail-reason",
+        "exit-code",
+        "image-pull",
+        "evict-after",
+        "evict-message",
+    )
+    for annotation in annotations:
         assert f'"{kwok.ANNOTATION_PREFIX}{annotation}"' in text
     for stage in stages:
         assert "jitterDurationMilliseconds" not in str(stage), "jitter would make test timing random"
