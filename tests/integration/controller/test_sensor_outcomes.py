@@ -10,8 +10,7 @@ import pytest
 
 from leoflow.controller.sensors import EngineOptions, HttpOptions
 from leoflow.spec.compiler import compile_text
-from tests.integration.controller.conftest import Harness, dag_yaml
-from tests.integration.sensors.objects import run_status
+from tests.integration.controller.conftest import Harness, dag_yaml, run_status
 from tests.unit.sensors.http_target import Target, serve
 
 pytestmark = pytest.mark.cluster

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from leoflow.controller.sensortasks import POKE_LABEL
-from tests.integration.controller.conftest import SUCCEED, Harness, KwokScript, dag_yaml, fail
-from tests.integration.sensors.objects import kwok_job, run_status
+from tests.integration.controller.conftest import SUCCEED, Harness, KwokScript, dag_yaml, fail, run_status
+from tests.integration.sensors.objects import kwok_job
 from tests.unit.sensors.http_target import Target, serve
 
 pytestmark = pytest.mark.cluster

@@ -1,4 +1,4 @@
-"""Kubernetes objects the sensor tests create and read: a Job that KWOK completes, a run's status."""
+"""Kubernetes objects the sensor tests wait on: a Job that KWOK completes."""
 
 from __future__ import annotations
 
@@ -25,9 +25,3 @@ def kwok_job(name: str, succeed_after: str) -> dict[str, Any]:
             },
         },
     }
-
-
-def run_status(run: dict[str, Any]) -> dict[str, Any]:
-    """A DAGRun's status, empty before the controller first wrote it."""
-    found: dict[str, Any] = run.get("status") or {}
-    return found
