@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from leoflow.controller.planner import RunView
 from leoflow.controller.podnames import (
     ATTEMPT_ANNOTATION,
@@ -36,6 +38,7 @@ from leoflow.controller.podnames import (
 )
 from leoflow.controller.podspec import PodBuildSettings, build_pod
 from leoflow.controller.sensors.commands import CommandRequest
+from leoflow.controller.sensors.engine import SensorSpecError
 from leoflow.controller.sensors.state import SensorState, SensorStateError
 from leoflow.spec.resources import CompiledSensor, DagSpec, TaskDetail
 from leoflow.spec.templates import RenderContext, render
@@ -70,8 +73,16 @@ def render_context(dag: DagSpec, view: RunView) -> RenderContext:
 
 
 def render_sensor(sensor: CompiledSensor, context: RenderContext) -> CompiledSensor:
-    """The sensor with every string rendered (the compiler checked that each template resolves)."""
-    return CompiledSensor.model_validate(_render_strings(sensor.model_dump(), context))
+    """The sensor with every string rendered (the compiler checked that each template resolves).
+    A rendered value the sensor cannot take (a param that puts a line break in a header) is a
+    :class:`SensorSpecError`, which fails the task with the reason."""
+    try:
+        return CompiledSensor.model_validate(_render_strings(sensor.model_dump(), context))
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in err.errors(include_url=False)
+        )
+        raise SensorSpecError(f"the sensor's rendered templates are not valid: {problems}") from None
 
 
 def _render_strings(value: Any, context: RenderContext) -> Any:

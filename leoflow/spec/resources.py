@@ -50,7 +50,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, model_validator
 
-from leoflow.spec.fields import MAX_TASK_NAME, Quantity
+from leoflow.spec.fields import MAX_TASK_NAME, HeaderName, HeaderValue, Quantity
 from leoflow.spec.model import (
     CommandSensor,
     ConcurrencyPolicy,
@@ -145,8 +145,8 @@ class CompiledHttpSensor(ResourceModel):
     expectStatus: list[int] = Field(default_factory=lambda: [200])
     jsonPath: str | None = None
     jsonValue: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-    headersFrom: dict[str, HeaderFromSecret] = Field(default_factory=dict)
+    headers: dict[HeaderName, HeaderValue] = Field(default_factory=dict)
+    headersFrom: dict[HeaderName, HeaderFromSecret] = Field(default_factory=dict)
     """Header values read from Secrets in the run's namespace (``prefix`` + the key's value)."""
     requestTimeoutSeconds: int | None = None
     """Per request; default: the controller's (10 s)."""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from leoflow.controller.actions import UpdateRunStatus
 from leoflow.controller.observations import SensorFinished, SensorProgress
 from leoflow.controller.podnames import ATTEMPT_ANNOTATION, ATTEMPT_LABEL, INJECT_LABEL, MANAGED_BY_LABEL
-from leoflow.controller.sensors import CommandRequest, SensorState
+from leoflow.controller.sensors import CommandRequest, SensorSpecError, SensorState
 from leoflow.controller.sensortasks import (
     POKE_LABEL,
     PokePodBuilder,
@@ -16,7 +18,7 @@ from leoflow.controller.sensortasks import (
     render_sensor,
     resume_state,
 )
-from leoflow.spec.resources import CompiledSensor, DagSpec, TaskDetail, TaskState
+from leoflow.spec.resources import CompiledParam, CompiledSensor, DagSpec, TaskDetail, TaskState
 
 from .dags import dag
 from .podfixtures import T0
@@ -109,3 +111,14 @@ def test_resume_prefers_the_recorded_state_over_the_start_time() -> None:
     assert (fresh.started_at, fresh.next_poke_at, fresh.attempts) == (T0.timestamp(), now.timestamp(), 0)
     unreadable = resume_state(TaskDetail(startTime=T0.isoformat(), sensorState="garbage"), now, where="k")
     assert unreadable == fresh
+
+
+def test_a_rendered_value_the_sensor_cannot_take_is_a_spec_error() -> None:
+    spec = dag({"wait": []})
+    spec = spec.model_copy(update={"params": [CompiledParam(name="tag", default="a\nX-Evil: 1")]})
+    sim = Sim.start(spec)
+    sensor = CompiledSensor.model_validate(
+        {"http": {"url": "http://x/", "headers": {"X-Tag": "{{ params.tag }}"}}}
+    )
+    with pytest.raises(SensorSpecError, match=r"http\.headers\.X-Tag: .*line break"):
+        render_sensor(sensor, render_context(spec, sim.run))
