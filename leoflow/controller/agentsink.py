@@ -85,13 +85,14 @@ class RunReportSink:
         self, identity: AgentIdentity, key: str, labels: Mapping[str, Any]
     ) -> tuple[str, int, int | None, int] | None:
         """The report's (run key, task, item, attempt) if the run has that attempt in flight, None
-        if the run does not record it yet; raises if it is stale or not a task of the run."""
+        if the run does not record it yet (its first status write may not have landed either);
+        raises if it is stale or not a task of the run."""
         obj = self.reconciler.freshest_run(key)
         if obj is None:
             raise StaleAttempt(f"run {key} no longer exists")
         status = DagRunStatus.model_validate(obj.get("status") or {})
         if not status.definitionHash:
-            raise StaleAttempt(f"run {key} has not started")
+            return None
         dag_name = str((obj.get("spec") or {}).get("dagName", ""))
         # RetryLater and API errors propagate: the server answers UNAVAILABLE and the agent retries.
         dag = await self.reconciler.definition_for(identity.namespace, dag_name, status.definitionHash)
