@@ -3,9 +3,9 @@
 
 Each disruption is produced the way Kubernetes produces it: the kubelet's node-pressure eviction
 by a KWOK stage writing the exact status the eviction manager writes, an API eviction through the
-real ``pods/eviction`` subresource, preemption by the real scheduler making room for a
-higher-priority pod, and node loss by deleting a KWOK node so the real pod garbage collector
-fails and removes its pods.
+real ``pods/eviction`` subresource, a plain ``kubectl delete`` by someone else, preemption by the
+real scheduler making room for a higher-priority pod, and node loss by deleting a KWOK node so
+the real pod garbage collector fails and removes its pods.
 """
 
 from __future__ import annotations
@@ -81,6 +81,17 @@ async def test_api_eviction_is_retried_on_the_infrastructure_budget(harness: Har
     await harness.kubectl("create", "--raw", path, "-f", "-", input=json.dumps(eviction))
     retrying = await _succeeded_on_the_infrastructure_budget(harness, "Evicted")
     assert "EvictionByEvictionAPI" in retrying["message"]
+
+
+async def test_pod_deleted_by_someone_else_is_retried_on_the_infrastructure_budget(harness: Harness) -> None:
+    await harness.apply_dag(dag_yaml("deleted", "  work: {command: [work], retries: 0}\n"))
+    harness.script.tasks = {"work": {1: RUNNING_FOREVER, 2: SUCCEED}}
+    await _start(harness)
+    await harness.create_run("r1", "deleted")
+    pod = await _running_pod(harness, "r1")
+    await harness.kubectl("delete", "pod", pod["metadata"]["name"], "--wait=false")
+    retrying = await _succeeded_on_the_infrastructure_budget(harness, "DeletedExternally")
+    assert "pod deleted by someone other than Leoflow" in retrying["message"]
 
 
 @pytest.fixture
