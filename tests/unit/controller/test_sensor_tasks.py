@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from leoflow.controller.actions import UpdateRunStatus
+from leoflow.controller.metrics import ControllerMetrics
 from leoflow.controller.observations import SensorFinished, SensorProgress
 from leoflow.controller.podnames import ATTEMPT_ANNOTATION, ATTEMPT_LABEL, INJECT_LABEL, MANAGED_BY_LABEL
+from leoflow.controller.reconcile import RunReconciler
 from leoflow.controller.sensors import CommandRequest, SensorSpecError, SensorState
 from leoflow.controller.sensortasks import (
     POKE_LABEL,
@@ -17,7 +20,9 @@ from leoflow.controller.sensortasks import (
     render_context,
     render_sensor,
     resume_state,
+    sensor_key_of,
 )
+from leoflow.controller.workqueue import WorkQueue
 from leoflow.spec.resources import CompiledParam, CompiledSensor, DagSpec, TaskDetail, TaskState
 
 from .dags import dag
@@ -122,3 +127,33 @@ def test_a_rendered_value_the_sensor_cannot_take_is_a_spec_error() -> None:
     )
     with pytest.raises(SensorSpecError, match=r"http\.headers\.X-Tag: .*line break"):
         render_sensor(sensor, render_context(spec, sim.run))
+
+
+class ChangedSensors:
+    """The engine's ``take_changed`` and ``state``, over a fixed list of changed sensor keys."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+
+    def take_changed(self, limit: int) -> list[str]:
+        taken, self.keys = self.keys[:limit], self.keys[limit:]
+        return taken
+
+
+async def test_progress_notes_queue_each_run_once_and_at_most_a_batch_of_sensors() -> None:
+    queue = WorkQueue()
+    reconciler = RunReconciler(
+        writer=None,  # type: ignore[arg-type]
+        runs=None,  # type: ignore[arg-type]
+        dags=None,  # type: ignore[arg-type]
+        pods=None,  # type: ignore[arg-type]
+        queue=queue,
+        metrics=ControllerMetrics(CollectorRegistry()),
+    )
+    keys = [sensor_key_of("ns/a", "u1", 0), sensor_key_of("ns/a", "u1", 1), sensor_key_of("ns/b", "u2", 0)]
+    reconciler.sensors = ChangedSensors(keys)  # type: ignore[assignment]
+    assert reconciler.note_sensor_progress(2) == 2
+    assert len(queue) == 1, "two sensors of one run: one reconcile"
+    assert reconciler.note_sensor_progress(2) == 1
+    assert len(queue) == 2
+    assert reconciler.note_sensor_progress(2) == 0
