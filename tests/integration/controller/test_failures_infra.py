@@ -165,6 +165,8 @@ async def test_preemption_by_the_scheduler_is_retried_on_the_infrastructure_budg
         retrying = await _succeeded_on_the_infrastructure_budget(harness, "Preempted")
         assert "PreemptionByScheduler" in retrying["message"]
     finally:
+        # Not a task pod: the harness would wait for it to go when it releases the run's pods.
+        await harness.kubectl("delete", "pod", "urgent", "--ignore-not-found", "--wait=false", check=False)
         await asyncio.to_thread(
             harness.cluster.kubectl, "delete", "priorityclass", priority, "--ignore-not-found", check=False
         )
