@@ -63,6 +63,8 @@ class FailureReason(StrEnum):
     NODE_SHUTDOWN = "NodeShutdown"
     NODE_LOST = "NodeLost"
     ADMISSION_REJECTED = "AdmissionRejected"
+    POD_REFUSED = "PodRefused"
+    QUOTA_EXCEEDED = "ExceededQuota"
     DELETED_EXTERNALLY = "DeletedExternally"
     DELETED_BY_CONTROLLER = "DeletedByController"
     AGENT_INIT_FAILED = "AgentInitFailed"
@@ -82,11 +84,13 @@ FAILURE_CLASS: Mapping[FailureReason, FailureClass] = {
     FailureReason.IMAGE_INVALID: FailureClass.CONFIG,
     FailureReason.CONFIG_ERROR: FailureClass.CONFIG,
     FailureReason.START_ERROR: FailureClass.CONFIG,
+    FailureReason.POD_REFUSED: FailureClass.CONFIG,
     FailureReason.EVICTED: FailureClass.INFRA,
     FailureReason.PREEMPTED: FailureClass.INFRA,
     FailureReason.NODE_SHUTDOWN: FailureClass.INFRA,
     FailureReason.NODE_LOST: FailureClass.INFRA,
     FailureReason.ADMISSION_REJECTED: FailureClass.INFRA,
+    FailureReason.QUOTA_EXCEEDED: FailureClass.INFRA,
     FailureReason.DELETED_EXTERNALLY: FailureClass.INFRA,
     FailureReason.DELETED_BY_CONTROLLER: FailureClass.INFRA,
     FailureReason.AGENT_INIT_FAILED: FailureClass.INFRA,
@@ -133,6 +137,8 @@ _OWN_STORAGE_LIMIT_MARKERS = (
     "exceeded its local ephemeral storage limit",
     "Usage of EmptyDir volume",
 )
+# The ResourceQuota admission plugin's wording (k8s.io/apiserver .../resourcequota/controller.go).
+_QUOTA_MARKER = "exceeded quota"
 _SIGKILL = 137
 _SIGTERM = 143
 
@@ -325,6 +331,23 @@ def classify(
     if phase == "Running":
         return _with_deadline(PodObservation(PodPhase.RUNNING, started=started), node_lost)
     return PodObservation(PodPhase.PENDING)
+
+
+def create_refused(code: int, reason: str, message: str, *, transient: bool) -> PodObservation | None:
+    """What an API server's refusal to create a task pod means for the attempt, or ``None`` when
+    the create should simply be tried again (no response, 409 conflict, 429, 5xx).
+
+    An invalid pod (400/422), one forbidden by policy (403 PodSecurity, RBAC, a webhook's denial)
+    or a missing namespace (404) is refused identically every time: the task fails at once with
+    the API server's words (failures.md, entry 6). A 403 "exceeded quota" is capacity, not a bad
+    spec: it spends the infrastructure budget, whose retries give the quota time to free up.
+    """
+    text = f"pod refused by the API server (HTTP {code} {reason}): {message}"
+    if code == 403 and _QUOTA_MARKER in message:
+        return _failed(FailureReason.QUOTA_EXCEEDED, text)
+    if transient:
+        return None
+    return _failed(FailureReason.POD_REFUSED, text)
 
 
 def _view(pod: Pod, settings: ClassifySettings) -> _PodView:

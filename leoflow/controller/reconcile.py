@@ -68,11 +68,10 @@ from leoflow.controller.podobserve import observe_pod
 from leoflow.controller.podspec import PodSpecError
 from leoflow.controller.podstatus import (
     ClassifySettings,
-    FailureReason,
     PodContext,
     PodObservation,
-    PodPhase,
     classify,
+    create_refused,
 )
 from leoflow.controller.runview import RunDefaults, RunViewError, run_view
 from leoflow.controller.sensors.engine import SensorEngine, SensorSpecError
@@ -218,7 +217,7 @@ class RunReconciler:
         self._created_at: dict[str, float] = {}
         self._missing_since: dict[str, float] = {}
         self._deleted_by_us: set[str] = set()
-        self._create_errors: dict[str, str] = {}
+        self._create_errors: dict[str, PodObservation] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._chores: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._chores_done: set[tuple[str, str]] = set()
@@ -568,8 +567,7 @@ class RunReconciler:
             attempt = detail.attempt if detail is not None else 1
             refused = self._create_errors.pop(pod_name, None)
             if refused is not None:
-                status = PodObservation(PodPhase.FAILED, FailureReason.ADMISSION_REJECTED, refused)
-                out.append(PodObserved(task, item, attempt, pod_name, status))
+                out.append(PodObserved(task, item, attempt, pod_name, refused))
                 continue
             since = self._missing_since.setdefault(pod_name, self._created_at.get(pod_name, loop_now))
             if loop_now - since < self.settings.missing_pod_grace:
@@ -704,12 +702,12 @@ class RunReconciler:
         try:
             result = await self.writer.create_pod(view.namespace, pod)
         except ApiError as exc:
-            if exc.transient:
-                self.metrics.pod_created("failed")
-                raise
-            # Refused for good (invalid, forbidden by quota or policy): the next decision records it.
             self.metrics.pod_created("failed")
-            self._create_errors[action.name] = f"pod refused by the API server: {exc}"
+            refused = create_refused(exc.code, exc.reason, exc.message, transient=exc.transient)
+            if refused is None:
+                raise
+            # Refused (invalid, forbidden by policy, over quota): the next decision records it.
+            self._create_errors[action.name] = refused
             self._missing_since[action.name] = 0.0
             self.queue.add(key)
             return
