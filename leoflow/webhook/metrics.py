@@ -32,6 +32,12 @@ class WebhookMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0),
             registry=self.registry,
         )
+        self.tls_handshakes = Counter(
+            "leoflow_webhook_tls_handshakes",
+            "TLS handshakes begun, one per new client connection (a rising rate under steady load is "
+            "connection churn).",
+            registry=self.registry,
+        )
         self.certificate_reloads = Counter(
             "leoflow_webhook_certificate_reloads",
             "Serving certificate reloads after its files changed.",

@@ -34,7 +34,10 @@ class ServeOptions:
 async def serve(options: ServeOptions, config: WebhookConfig, *, stop: asyncio.Event | None = None) -> None:
     """Serves until ``stop`` is set or the process gets SIGTERM/SIGINT."""
     certificate = ReloadingCertificate(
-        options.cert_file, options.key_file, on_reload=config.metrics.certificate_reloads.inc
+        options.cert_file,
+        options.key_file,
+        on_reload=config.metrics.certificate_reloads.inc,
+        on_handshake=config.metrics.tls_handshakes.inc,
     )
     app = build_app(config)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=options.shutdown_timeout)

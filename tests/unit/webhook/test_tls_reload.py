@@ -1,5 +1,6 @@
 """The serving certificate is swapped under a live server: new handshakes see the new one,
-an open connection keeps working, and a half-written pair is never loaded."""
+an open connection keeps working, and a half-written pair is never loaded. Handshakes are counted,
+one per new connection, so connection churn shows in the metrics."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from leoflow.certs import authority
+from leoflow.webhook.metrics import WebhookMetrics
 from leoflow.webhook.serving import WebhookConfig, build_app
 from leoflow.webhook.tls import ReloadingCertificate
 
@@ -40,8 +42,10 @@ class Served:
         port: int,
         trust: ssl.SSLContext,
         second_ca: authority.CertificatePair,
+        metrics: WebhookMetrics,
     ) -> None:
         self.certificate = certificate
+        self.metrics = metrics
         self.port = port
         self.trust = trust
         self.second_ca = second_ca
@@ -55,13 +59,17 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
     first_ca = authority.new_ca(common_name="first", now=NOW, validity=YEAR)
     second_ca = authority.new_ca(common_name="second", now=NOW, validity=YEAR)
     write(tmp_path, pair(first_ca))
-    certificate = ReloadingCertificate(tmp_path / "tls.crt", tmp_path / "tls.key")
-    runner = web.AppRunner(build_app(WebhookConfig(injection=SETTINGS), ready=True), access_log=None)
+    metrics = WebhookMetrics()
+    certificate = ReloadingCertificate(
+        tmp_path / "tls.crt", tmp_path / "tls.key", on_handshake=metrics.tls_handshakes.inc
+    )
+    config = WebhookConfig(injection=SETTINGS, metrics=metrics)
+    runner = web.AppRunner(build_app(config, ready=True), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=certificate.context)
     await site.start()
     trust = ssl.create_default_context(cadata=(first_ca.cert_pem + second_ca.cert_pem).decode())
-    yield Served(certificate, runner.addresses[0][1], trust, second_ca)
+    yield Served(certificate, runner.addresses[0][1], trust, second_ca, metrics)
     await runner.cleanup()
 
 
@@ -120,6 +128,21 @@ async def test_half_written_pair_is_not_loaded_until_complete(served: Served, tm
     _, after = await served.connect()
     assert peer_certificate(after) == der(replacement)
     after.close()
+
+
+async def test_each_new_connection_counts_one_handshake_and_reused_ones_none(served: Served) -> None:
+    def handshakes() -> float | None:
+        return served.metrics.registry.get_sample_value("leoflow_webhook_tls_handshakes_total")
+
+    assert handshakes() == 0
+    reader, first = await served.connect()
+    for _ in range(3):
+        assert await healthz(reader, first) == b"HTTP/1.1 200 OK"
+    assert handshakes() == 1
+    _, second = await served.connect()
+    assert handshakes() == 2
+    first.close()
+    second.close()
 
 
 def test_first_load_of_a_missing_file_fails_loudly(tmp_path: Path) -> None:
