@@ -292,6 +292,9 @@ def _init_container(settings: InjectionSettings) -> JsonObject:
         "volumeMounts": [{"name": names.BIN_VOLUME, "mountPath": settings.bin_dir}],
         "resources": _clone(_INIT_RESOURCES),
         "securityContext": _clone(_INIT_SECURITY_CONTEXT),
+        # The install step says why it failed on stderr; without this the pod status (and so
+        # the task's failure message) carries only the exit code.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
 

@@ -79,10 +79,10 @@ async def test_container_config_error_fails_the_task_at_once_with_the_kubelet_me
     assert kubelet_says in message
 
 
-# Stands in for the agent binary at the path the init container runs: the install step fails the
-# way a full disk or a broken image would make it fail.
+# Stands in for the agent binary at the path the init container runs (as `install DIR`): the
+# install step fails the way a full disk would make it fail, with the real agent's stderr line.
 FAILING_INSTALL = b"""#!/bin/sh
-echo "leoflow-agent install $1: no space left on device" >&2
+echo "leoflow-agent: install: copying to $2: no space left on device" >&2
 exit 3
 """
 BROKEN_AGENT_IMAGE = "leoflow.dev/agent-broken-install:1"
@@ -168,7 +168,8 @@ async def test_agent_init_container_failing_is_retried_as_infrastructure_then_na
     assert (detail["attempt"], detail["infraAttempts"]) == (2, 2), detail
     assert (detail["reason"], detail["exitCode"]) == ("AgentInitFailed", 3)
     assert run_status(done)["message"] == (
-        "task 'work' failed: AgentInitFailed: leoflow-agent-init: Error: exit code 3"
+        "task 'work' failed: AgentInitFailed: leoflow-agent-init: Error: exit code 3: "
+        "leoflow-agent: install: copying to /leoflow/bin: no space left on device"
     )
     pods = await harness.pods("r1")
     assert {p["spec"]["initContainers"][0]["image"] for p in pods} == {BROKEN_AGENT_IMAGE}

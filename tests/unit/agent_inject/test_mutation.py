@@ -130,6 +130,11 @@ def test_init_container_goes_first_and_native_sidecars_are_left_alone() -> None:
     assert inits[0]["command"] == ["/leoflow-agent", "install", SETTINGS.bin_dir]
 
 
+def test_agent_init_container_reports_its_stderr_when_it_fails() -> None:
+    inits = injected(pod(container(command=["/app"]))).pod["spec"]["initContainers"]
+    assert inits[0]["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
 def test_missing_arrays_and_maps_are_created_by_the_patch() -> None:
     p = {
         "metadata": {"labels": {"leoflow.io/inject": "true"}},
