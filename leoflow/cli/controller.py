@@ -24,6 +24,7 @@ from leoflow.controller.agentsink import RunReportSink
 from leoflow.controller.app import Controller, ControllerSettings, default_identity
 from leoflow.controller.cleanup import PolicyError, parse_policy
 from leoflow.controller.health import start_health_server
+from leoflow.controller.podstatus import ClassifySettings
 from leoflow.controller.reconcile import ReconcileSettings
 from leoflow.controller.tokenreview import TokenReviewer
 
@@ -44,6 +45,19 @@ def register(subparsers: Any) -> None:
     add("--agent-address", default="0.0.0.0:9443", help="HOST:PORT the agent gRPC server binds")
     add("--agent-tls-cert", help="agent server certificate PEM")
     add("--agent-tls-key", help="its private key PEM")
+    add(
+        "--agent-ca-file",
+        help="the CA PEM agents verify the controller with; copied into each task namespace as "
+        "ConfigMap leoflow-ca before its first pod (default: copy nothing)",
+    )
+    add(
+        "--node-lost-grace",
+        type=float,
+        default=ClassifySettings.node_lost_grace,
+        metavar="SECONDS",
+        help="fail (as NodeLost, on the infrastructure budget) and force-delete a task pod whose "
+        f"node has not been Ready this long (default {ClassifySettings.node_lost_grace:g})",
+    )
     add(
         "--agent-insecure",
         action="store_true",
@@ -100,6 +114,8 @@ def run_controller(args: argparse.Namespace) -> int:
         raise CommandError(str(exc), EXIT_USAGE) from None
     if args.workers < 1:
         raise CommandError("--workers must be at least 1", EXIT_USAGE)
+    if args.node_lost_grace < 0:
+        raise CommandError("--node-lost-grace must not be negative", EXIT_USAGE)
     metrics_address = _address("--metrics-address", args.metrics_address)
     agent_address = None if args.no_agent_server else _address("--agent-address", args.agent_address)
     tls = None
@@ -118,8 +134,11 @@ def run_controller(args: argparse.Namespace) -> int:
         lease_namespace=args.lease_namespace,
         identity=args.identity or default_identity(),
         reconcile=ReconcileSettings(
-            cleanup=cleanup, pod_annotations=(lambda _pod: annotations) if annotations else None
+            cleanup=cleanup,
+            pod_annotations=(lambda _pod: annotations) if annotations else None,
+            classify=ClassifySettings(node_lost_grace=args.node_lost_grace),
         ),
+        agent_ca_file=Path(args.agent_ca_file) if args.agent_ca_file else None,
     )
     asyncio.run(_serve(args.kubeconfig, settings, metrics_address, agent_address, tls))
     return EXIT_OK

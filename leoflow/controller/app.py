@@ -18,10 +18,12 @@ import os
 import socket
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from leoflow.controller.agentca import AgentCaDistribution
 from leoflow.controller.cleanup import sweep_orphans
 from leoflow.controller.cron import CronScheduler
 from leoflow.controller.kube.errors import ApiError, NotLeader
@@ -30,6 +32,7 @@ from leoflow.controller.kube.leader import LeaderElector, LeaseConfig
 from leoflow.controller.kube.transport import DAGRUNS, DAGS, PODS, Transport
 from leoflow.controller.kube.writer import Writer
 from leoflow.controller.metrics import ControllerMetrics
+from leoflow.controller.nodes import NodeWatch
 from leoflow.controller.podnames import MANAGED_BY, MANAGED_BY_LABEL
 from leoflow.controller.reconcile import ReconcileSettings, RetryLater, RunReconciler, run_key
 from leoflow.controller.sensors.engine import EngineOptions, SensorEngine
@@ -69,6 +72,9 @@ class ControllerSettings:
     sensor_progress_batch: int = 1000
     """Every period, the runs of at most this many sensors that poked get their sensor state
     recorded (for resuming after a restart): at most batch/period status writes per second."""
+    agent_ca_file: Path | None = None
+    """The CA agents verify the controller with, copied into each task namespace as ConfigMap
+    leoflow-ca before its first pod (None: copy nothing)."""
 
 
 class Controller:
@@ -134,6 +140,12 @@ class Controller:
         self.runs.add_handler(lambda _kind, _old, _new: self.cron.nudge())
         self.dags.add_handler(lambda _kind, _old, _new: self.cron.nudge())
         self.pods.add_handler(self.reconciler.on_pod_event)
+        # Cluster-scoped even when the controller is not: pods of any namespace sit on nodes.
+        self.nodes = NodeWatch(self.transport, self.queue.add)
+        self.pods.add_handler(self.nodes.on_pod_event)
+        self.reconciler.nodes = self.nodes
+        if self.settings.agent_ca_file is not None:
+            self.reconciler.agent_ca = AgentCaDistribution(self.writer, self.settings.agent_ca_file)
         self._failures: dict[str, int] = {}
         self._leading = asyncio.Event()
 
@@ -150,6 +162,8 @@ class Controller:
         informers = (self.dags, self.runs, self.pods)
         for informer in informers:
             informer.start()
+        # Not waited for: until it has listed, pods are judged without their node's readiness.
+        self.nodes.informer.start()
         try:
             await _until(stop, asyncio.gather(*(i.wait_synced() for i in informers)))
             if stop.is_set():
@@ -171,6 +185,7 @@ class Controller:
             self.queue.close()
             for informer in informers:
                 await informer.stop()
+            await self.nodes.informer.stop()
             await self.watches.close()
 
     async def _task_index(self, namespace: str, dag: str, definition_hash: str) -> dict[str, int]:

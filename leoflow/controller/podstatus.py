@@ -316,7 +316,8 @@ def classify(
             _pod_message(view, "pod phase Unknown: node not reporting"),
             started=started,
         )
-    node_lost = _node_lost(context, now, settings, started)
+    node = str(_mapping(pod.get("spec")).get("nodeName") or "") or "(unknown)"
+    node_lost = _node_lost(context, now, settings, started, node)
     if node_lost is not None and node_lost.terminal:
         return node_lost
     verdict = _waiting(view, now, context)
@@ -348,6 +349,29 @@ def create_refused(code: int, reason: str, message: str, *, transient: bool) -> 
     if transient:
         return None
     return _failed(FailureReason.POD_REFUSED, text)
+
+
+def node_ready(node: Mapping[str, Any] | None) -> bool | None:
+    """A Node's Ready condition as a bool, ``None`` when it has none (yet)."""
+    for cond in _list(_mapping((node or {}).get("status")).get("conditions")):
+        if cond.get("type") == "Ready":
+            return cond.get("status") == "True"
+    return None
+
+
+def node_not_ready_since(node: Mapping[str, Any], now: datetime) -> datetime | None:
+    """``PodContext.node_not_ready_since`` from a Node: when its Ready condition left True (the
+    kubelet or the node lifecycle controller stamps it, so it survives a controller restart), or
+    ``None`` while it is Ready. A node that never posted Ready is not judged (it may still be
+    registering); a transition time missing or in the future (clock skew) counts as ``now``."""
+    for cond in _list(_mapping(node.get("status")).get("conditions")):
+        if cond.get("type") != "Ready":
+            continue
+        if cond.get("status") == "True":
+            return None
+        since = _timestamp(cond.get("lastTransitionTime"))
+        return now if since is None or since > now else since
+    return None
 
 
 def _view(pod: Pod, settings: ClassifySettings) -> _PodView:
@@ -503,10 +527,10 @@ def _deletion(context: PodContext, started: bool) -> PodObservation:
 
 
 def _node_lost(
-    context: PodContext, now: datetime, settings: ClassifySettings, started: bool
+    context: PodContext, now: datetime, settings: ClassifySettings, started: bool, node: str
 ) -> PodObservation | None:
     if context.node_gone:
-        return _failed(FailureReason.NODE_LOST, "the pod's node is gone", started=started, stranded=True)
+        return _failed(FailureReason.NODE_LOST, f"node {node} was deleted", started=started, stranded=True)
     since = context.node_not_ready_since
     if since is None:
         return None
@@ -514,7 +538,8 @@ def _node_lost(
     if now >= deadline:
         return _failed(
             FailureReason.NODE_LOST,
-            f"node not Ready for {settings.node_lost_grace:g}s",
+            f"node {node} not Ready since {since.isoformat(timespec='seconds')} "
+            f"(more than the {settings.node_lost_grace:g} s grace)",
             started=started,
             stranded=True,
         )

@@ -38,6 +38,7 @@ from leoflow.controller.actions import (
     StopSensor,
     UpdateRunStatus,
 )
+from leoflow.controller.agentca import AgentCaDistribution
 from leoflow.controller.cleanup import (
     JSON_PATCH,
     RESULT_FINALIZER,
@@ -54,6 +55,7 @@ from leoflow.controller.kube.informer import EventType, Informer
 from leoflow.controller.kube.transport import CONFIGMAPS, DAGRUNS, PODS, KubeObject
 from leoflow.controller.kube.writer import MERGE_PATCH, Writer, merge_patch
 from leoflow.controller.metrics import ControllerMetrics
+from leoflow.controller.nodes import NodeWatch
 from leoflow.controller.observations import (
     AgentFinished,
     AgentStarted,
@@ -222,6 +224,10 @@ class RunReconciler:
         self._chores: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._chores_done: set[tuple[str, str]] = set()
         self.sensors = sensors
+        self.nodes: NodeWatch | None = None
+        """Node readiness for the classifier and for force-deleting pods no kubelet will confirm."""
+        self.agent_ca: AgentCaDistribution | None = None
+        """Copies the agents' CA into a namespace before its first task pod."""
         self._sensor_progress_due: set[str] = set()
 
     # -- cache events (run on the event loop; they only index and enqueue) ---------------------
@@ -539,6 +545,8 @@ class RunReconciler:
         for pod in self.run_pods(key):
             name = str(pod["metadata"].get("name", ""))
             context = PodContext(deleted_by_controller=name in self._deleted_by_us)
+            if self.nodes is not None:
+                context = self.nodes.context(pod, context, now)
             observed = observe_pod(
                 pod, dag=dag, run_uid=view.uid, now=now, context=context, settings=self.settings.classify
             )
@@ -678,7 +686,10 @@ class RunReconciler:
         cached = self.pods.get(namespace, action.name)
         uid = cached.get("metadata", {}).get("uid") if cached is not None else None
         self._deleted_by_us.add(action.name)
-        if await self.writer.delete_pod(namespace, action.name, uid=uid):
+        # On a node that is gone or not Ready no kubelet confirms a graceful delete: force it.
+        force = self.nodes is not None and self.nodes.unreachable(cached, self.clock())
+        grace = 0 if force else None
+        if await self.writer.delete_pod(namespace, action.name, uid=uid, grace_period_seconds=grace):
             self.metrics.pod_deleted()
             log.info("deleted pod", extra={"pod": action.name, "reason": action.reason})
 
@@ -699,6 +710,8 @@ class RunReconciler:
             extra = self.settings.pod_annotations(pod)
             if extra:
                 metadata["annotations"] = {**metadata.get("annotations", {}), **extra}
+        if self.agent_ca is not None:
+            await self.agent_ca.ensure(view.namespace)
         try:
             result = await self.writer.create_pod(view.namespace, pod)
         except ApiError as exc:
