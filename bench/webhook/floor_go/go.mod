@@ -1,0 +1,3 @@
+module leoflow.dev/bench/webhookfloor
+
+go 1.26.0
