@@ -1,7 +1,9 @@
 """``make bench``: one cluster, the baseline first, then every other bench/<name>/run.py.
 
 All benchmarks in one run share the cluster (LEOFLOW_BENCH_HOME) so their ratios to the baseline
-compare like with like.
+compare like with like. The exception is bench/realnode, which needs a kubelet + containerd node
+that this KWOK-only cluster lacks: it brings up a cluster of its own (with a real node and no KWOK
+nodes) and stops it when done.
 """
 
 from __future__ import annotations

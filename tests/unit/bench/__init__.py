@@ -1,0 +1,1 @@
+"""Pure parts of the benchmarks under bench/."""
