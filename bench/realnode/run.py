@@ -50,16 +50,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchlib import RESULTS, percentile, write_result
+from crilog import PodStart, pod_starts
 from kubernetes_asyncio.config import new_client_from_config
 from prometheus_client.parser import text_string_to_metric_families
 from stamps import TASK_SCRIPT, Edge, StampError, Stamps, edges, parse_stamps
 
+from leoflow.agent_inject.names import INIT_CONTAINER
 from leoflow.cli import CommandError, demo
 from leoflow.controller.kube.informer import EventType, Informer, InformerOptions
 from leoflow.controller.kube.transport import DAGRUNS, PODS, KubeObject, Transport
 from leoflow.controller.podnames import ATTEMPT_LABEL, MAIN_CONTAINER, RUN_LABEL, TASK_LABEL
 from leoflow.dev import cluster, images
 from leoflow.dev.node import NODE_TYPE_LABEL, load_image
+from leoflow.dev.processes import Layout
 from leoflow.spec.compiler import compile_text
 
 PATHS = ("agent", "pod")
@@ -131,6 +134,15 @@ class PodWatch:
             seen.succeeded = now
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """One finished run: its edges, every task's stamps, and the pod that ran each task."""
+
+    edges: list[Edge]
+    stamps: dict[str, Stamps]
+    pods: dict[str, str]
+
+
 @dataclass
 class Lane:
     """One path: its namespace, controller, pod watch and what its runs measured."""
@@ -139,7 +151,7 @@ class Lane:
     namespace: str
     metrics_port: int
     watch: PodWatch = field(default_factory=PodWatch)
-    edges: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[RunRecord] = field(default_factory=list)
     failed_runs: list[str] = field(default_factory=list)
 
 
@@ -158,16 +170,17 @@ def summary(seconds: Sequence[float]) -> dict[str, float | int]:
 
 
 def edge_record(
-    edge: Edge, stamps: dict[str, Stamps], pods: dict[str, str], watch: PodWatch
+    edge: Edge, run: RunRecord, lane: Lane, starts: dict[tuple[str, str], PodStart]
 ) -> dict[str, Any]:
-    """The edge's gap and its parts, each from two clocks readings on the same host."""
-    up_exit = stamps[edge.upstream].last
-    down = watch.seen(pods[edge.task])
-    up = watch.seen(pods[edge.upstream])
+    """The edge's gap and its parts, each the difference of two readings of the same host clock."""
+    up_exit = run.stamps[edge.upstream].last
+    first = run.stamps[edge.task].first
+    down = lane.watch.seen(run.pods[edge.task])
+    up = lane.watch.seen(run.pods[edge.upstream])
     record: dict[str, Any] = {"kind": edge.kind, "gap": edge.gap}
     if down.added is not None:
         record["exit_to_pod_seen"] = down.added - up_exit
-        record["pod_seen_to_start"] = stamps[edge.task].first - down.added
+        record["pod_seen_to_start"] = first - down.added
         if down.scheduled is not None:
             record["pod_seen_to_scheduled"] = down.scheduled - down.added
     if up.terminated is not None:
@@ -176,6 +189,21 @@ def edge_record(
             record["upstream_terminated_seen_to_pod_seen"] = down.added - up.terminated
     if up.succeeded is not None:
         record["exit_to_upstream_phase_succeeded_seen"] = up.succeeded - up_exit
+    start = starts.get((lane.namespace, run.pods[edge.task]))
+    main = start.containers.get(MAIN_CONTAINER) if start else None
+    if start is None or main is None or start.sandbox_requested is None or start.sandbox_ready is None:
+        return record
+    if down.added is not None:
+        record["pod_seen_to_sandbox_requested"] = start.sandbox_requested - down.added
+    record["sandbox_requested_to_ready"] = start.sandbox_ready - start.sandbox_requested
+    if main.create_requested is not None:
+        record["sandbox_ready_to_main_create"] = main.create_requested - start.sandbox_ready
+        init = start.containers.get(INIT_CONTAINER)
+        if init is not None and init.started is not None:
+            record["init_started_to_main_create"] = main.create_requested - init.started
+        if main.started is not None:
+            record["main_create_to_started"] = main.started - main.create_requested
+            record["main_started_to_first_stamp"] = first - main.started
     return record
 
 
@@ -188,8 +216,8 @@ async def run_once(
     upstreams: dict[str, list[str]],
     name: str,
     within: float,
-) -> list[dict[str, Any]]:
-    """Creates one DAGRun, waits for its end, reads its pods' stamps: the run's edge records."""
+) -> RunRecord | None:
+    """Creates one DAGRun, waits for its end and reads its pods' stamps; None if it failed."""
     body = {
         "apiVersion": "leoflow.io/v1alpha1",
         "kind": "DAGRun",
@@ -202,13 +230,13 @@ async def run_once(
     while phase not in TERMINAL:
         if time.monotonic() > deadline:
             lane.failed_runs.append(f"{name}: not finished within {within:g} s (phase {phase or 'none'})")
-            return []
+            return None
         await asyncio.sleep(0.25)
         run = await transport.request("GET", DAGRUNS.path(lane.namespace, name))
         phase = str((run.get("status") or {}).get("phase") or "")
     if phase != "Succeeded":
         lane.failed_runs.append(f"{name}: {phase}: {(run.get('status') or {}).get('message', '')}")
-        return []
+        return None
     listed = await transport.request(
         "GET", PODS.path(lane.namespace), query=[("labelSelector", f"{RUN_LABEL}={name}")]
     )
@@ -224,7 +252,7 @@ async def run_once(
     while not all(lane.watch.seen(pod_name).succeeded for pod_name in pods.values()):
         if time.monotonic() > deadline:
             lane.failed_runs.append(f"{name}: its pods not all seen Succeeded within {within:g} s")
-            return []
+            return None
         await asyncio.sleep(0.25)
     stamps: dict[str, Stamps] = {}
     for task, pod_name in pods.items():
@@ -232,7 +260,7 @@ async def run_once(
             cluster.kubectl, state, "logs", "-n", lane.namespace, pod_name, "-c", MAIN_CONTAINER
         )
         stamps[task] = parse_stamps(log.stdout, f"{lane.namespace}/{pod_name}")
-    return [edge_record(edge, stamps, pods, lane.watch) for edge in edges(upstreams, stamps)]
+    return RunRecord(edges(upstreams, stamps), stamps, pods)
 
 
 def transition_histogram(metrics_text: str) -> dict[str, Any]:
@@ -276,9 +304,10 @@ def scrape(port: int) -> str:
         return text
 
 
-def lane_result(lane: Lane) -> dict[str, Any]:
+def lane_result(lane: Lane, starts: dict[tuple[str, str], PodStart]) -> dict[str, Any]:
+    records = [edge_record(edge, run, lane, starts) for run in lane.runs for edge in run.edges]
     by_kind: dict[str, list[float]] = {}
-    for record in lane.edges:
+    for record in records:
         by_kind.setdefault(record["kind"], []).append(record["gap"])
     parts = (
         "exit_to_pod_seen",
@@ -287,11 +316,17 @@ def lane_result(lane: Lane) -> dict[str, Any]:
         "exit_to_upstream_terminated_seen",
         "upstream_terminated_seen_to_pod_seen",
         "exit_to_upstream_phase_succeeded_seen",
+        "pod_seen_to_sandbox_requested",
+        "sandbox_requested_to_ready",
+        "sandbox_ready_to_main_create",
+        "init_started_to_main_create",
+        "main_create_to_started",
+        "main_started_to_first_stamp",
     )
     return {
-        "gap": summary([r["gap"] for r in lane.edges]),
+        "gap": summary([r["gap"] for r in records]),
         "gap_by_kind": {kind: summary(gaps) for kind, gaps in sorted(by_kind.items())},
-        "breakdown": {part: summary([r[part] for r in lane.edges if part in r]) for part in parts},
+        "breakdown": {part: summary([r[part] for r in records if part in r]) for part in parts},
         "failed_runs": lane.failed_runs,
     }
 
@@ -379,7 +414,7 @@ async def measure(state: cluster.ClusterState, args: argparse.Namespace) -> dict
                     order = PATHS if number % 2 == 0 else PATHS[::-1]
                     for path in order:
                         lane = lanes[path]
-                        records = await run_once(
+                        record = await run_once(
                             transport,
                             state,
                             lane,
@@ -388,8 +423,8 @@ async def measure(state: cluster.ClusterState, args: argparse.Namespace) -> dict
                             name=f"{dag}-{i:03d}",
                             within=args.timeout,
                         )
-                        if i >= args.warmup:
-                            lane.edges.extend(records)
+                        if record is not None and i >= args.warmup:
+                            lane.runs.append(record)
                     loads.append(os.getloadavg()[0])
                     print(f"{dag} {i}: load {loads[-1]:.2f}", flush=True)
                 metrics = {
@@ -399,7 +434,9 @@ async def measure(state: cluster.ClusterState, args: argparse.Namespace) -> dict
         await api.close()
         for lane in lanes.values():
             cluster.kubectl(state, "delete", "namespace", lane.namespace, "--wait=false", check=False)
-    results = {path: lane_result(lane) for path, lane in lanes.items()}
+    containerd_log = Layout(state.home).log_file("containerd").read_text(errors="replace")
+    starts = pod_starts(containerd_log)
+    results = {path: lane_result(lane, starts) for path, lane in lanes.items()}
     return {
         "what": "upstream process exit (last stamp) -> downstream process start (first stamp), real node",
         "shapes": {"chain_tasks": args.chain, "fan_width": args.fan_width},
