@@ -22,27 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from leoflow.agent_inject import InjectionSettings
+from leoflow.cli.demo import Tls
 
 HERE = Path(__file__).resolve().parent
 # What ``leoflow webhook serve`` is started with, so a floor can answer with the very same patch.
 INJECTION = InjectionSettings(agent_image="registry.local/leoflow-agent:1", controller_addr="10.0.0.1:9443")
-
-
-@dataclass(frozen=True)
-class Tls:
-    directory: Path
-
-    @property
-    def cert(self) -> Path:
-        return self.directory / "tls.crt"
-
-    @property
-    def key(self) -> Path:
-        return self.directory / "tls.key"
-
-    @property
-    def ca(self) -> Path:
-        return self.directory / "ca.crt"
 
 
 @dataclass(frozen=True)
