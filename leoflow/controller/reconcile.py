@@ -107,6 +107,8 @@ PodAnnotator = Callable[[Mapping[str, Any]], Mapping[str, str]]
 steer simulated (KWOK) pods, since tasks cannot carry pod annotations."""
 DEFINITION_MISSING = "DefinitionMissing"
 PodCall = Callable[[], Coroutine[Any, Any, None]]
+CHORE_KINDS = ("delete", "release", "orphan")
+"""Pod calls made off the reconcile: a delete, a result finalizer drop, both for an orphan."""
 CHORE_RETRY_SECONDS = 1.0
 """How soon a run is looked at again after a pod delete or finalizer drop failed."""
 INVALID_RUN = "InvalidRun"
@@ -259,8 +261,8 @@ class RunReconciler:
                     del self._run_pods[key]
             self._deleted_by_us.discard(name)
             self._created_at.pop(name, None)
-            self._chores_done.discard((name, "delete"))
-            self._chores_done.discard((name, "release"))
+            for chore in CHORE_KINDS:
+                self._chores_done.discard((name, chore))
         else:
             self._run_pods.setdefault(key, set()).add(name)
             self._missing_since.pop(name, None)
@@ -434,20 +436,26 @@ class RunReconciler:
 
     async def _release_orphans(self, key: str) -> None:
         """The run is gone from the cache: once a live GET confirms, its pods lose the result
-        finalizer and are deleted (concurrently: a big run has thousands)."""
-        pods = self.run_pods(key)
+        finalizer and are deleted, each once (every event of a big run's pods brings us here)."""
+        pods = [
+            pod
+            for pod in self.run_pods(key)
+            if (has_result_finalizer(pod) or not (pod.get("metadata") or {}).get("deletionTimestamp"))
+            and not self._chore_pending(str(pod["metadata"].get("name", "")), "orphan")
+        ]
         if not pods or not self.runs.has_synced:
             return
         namespace, name = split_key(key)
         live = await self.writer.get(DAGRUNS, namespace, name)
         uid = (live.get("metadata") or {}).get("uid") if live is not None else None
-        orphans = [pod for pod in pods if uid is None or pod_run_uid(pod) != uid]
-        results = await asyncio.gather(
-            *(release_orphan(self.writer, pod) for pod in orphans), return_exceptions=True
-        )
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            raise RetryLater(f"releasing {len(failures)} pod(s) of deleted run {key}: {failures[0]}")
+        for pod in pods:
+            if uid is None or pod_run_uid(pod) != uid:
+                self._pod_chore(
+                    key, str(pod["metadata"].get("name", "")), "orphan", self._orphan_releaser(pod)
+                )
+
+    def _orphan_releaser(self, pod: KubeObject) -> PodCall:
+        return lambda: release_orphan(self.writer, pod)
 
     async def _resolve_definition(self, key: str, obj: KubeObject, view: RunView) -> DagSpec | None:
         namespace = view.namespace
@@ -651,14 +659,18 @@ class RunReconciler:
     def _deleter(self, namespace: str, action: DeletePod) -> PodCall:
         return lambda: self._delete(namespace, action)
 
+    def _chore_pending(self, pod: str, kind: str) -> bool:
+        """Whether that call for that pod is in flight or has succeeded."""
+        return (pod, kind) in self._chores or (pod, kind) in self._chores_done
+
     def _pod_chore(self, key: str, pod: str, kind: str, call: PodCall) -> None:
         """Runs a pod delete or finalizer drop off the run's reconcile. Neither is on a task's
         critical path, and a worker waiting on one delays every run queued behind it. One call
         per pod and kind at a time, and none again once it succeeded (the cache may lag behind
         it); a failure requeues the run, whose next reconcile finds the pod still needs it."""
-        slot = (pod, kind)
-        if slot in self._chores or slot in self._chores_done:
+        if self._chore_pending(pod, kind):
             return
+        slot = (pod, kind)
         task = asyncio.get_running_loop().create_task(call())
         self._chores[slot] = task
 
