@@ -137,8 +137,9 @@ _OWN_STORAGE_LIMIT_MARKERS = (
     "exceeded its local ephemeral storage limit",
     "Usage of EmptyDir volume",
 )
-# The ResourceQuota admission plugin's wording (k8s.io/apiserver .../resourcequota/controller.go).
-_QUOTA_MARKER = "exceeded quota"
+# The ResourceQuota admission plugin's wording (k8s.io/apiserver .../resourcequota/controller.go):
+# a full quota, and a quota created a moment ago whose usage the controller has not counted yet.
+_QUOTA_MARKERS = ("exceeded quota", "status unknown for quota")
 _SIGKILL = 137
 _SIGTERM = 143
 
@@ -340,11 +341,12 @@ def create_refused(code: int, reason: str, message: str, *, transient: bool) -> 
 
     An invalid pod (400/422), one forbidden by policy (403 PodSecurity, RBAC, a webhook's denial)
     or a missing namespace (404) is refused identically every time: the task fails at once with
-    the API server's words (failures.md, entry 6). A 403 "exceeded quota" is capacity, not a bad
-    spec: it spends the infrastructure budget, whose retries give the quota time to free up.
+    the API server's words (failures.md, entry 6). A 403 from ResourceQuota ("exceeded quota", or
+    "status unknown" just after the quota was made) is capacity, not a bad spec: it spends the
+    infrastructure budget, whose retries give the quota time to free up.
     """
     text = f"pod refused by the API server (HTTP {code} {reason}): {message}"
-    if code == 403 and _QUOTA_MARKER in message:
+    if code == 403 and any(marker in message for marker in _QUOTA_MARKERS):
         return _failed(FailureReason.QUOTA_EXCEEDED, text)
     if transient:
         return None

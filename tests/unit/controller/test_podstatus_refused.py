@@ -46,6 +46,13 @@ def test_exceeded_quota_spends_the_infrastructure_budget() -> None:
     assert "exceeded quota: pods" in obs.message
 
 
+def test_quota_not_counted_yet_spends_the_infrastructure_budget_too() -> None:
+    message = 'pods "r1-work-1" is forbidden: status unknown for quota: q, resources: pods'
+    obs = create_refused(403, "Forbidden", message, transient=False)
+    assert obs is not None
+    assert obs.reason is FailureReason.QUOTA_EXCEEDED
+
+
 @pytest.mark.parametrize("code", [0, 409, 429, 500, 503])
 def test_transient_create_failure_is_tried_again_not_recorded(code: int) -> None:
     assert create_refused(code, "", "try later", transient=True) is None
