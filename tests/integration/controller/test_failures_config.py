@@ -6,24 +6,16 @@ an infrastructure failure, retried on the infrastructure budget, then named."""
 from __future__ import annotations
 
 import asyncio
-import datetime
-import json
-import ssl
-import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from leoflow.agent_inject.settings import InjectionSettings
-from leoflow.certs.authority import issue_serving, new_ca
 from leoflow.controller.planner import PlanSettings
 from leoflow.dev import images
 from leoflow.dev.node import load_image
-from leoflow.webhook import registration
-from leoflow.webhook.serving import WebhookConfig, build_app
+from tests.integration.controller import webhooks
 from tests.integration.controller.conftest import Harness, real_node_dag_yaml, run_status
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
@@ -89,70 +81,19 @@ BROKEN_AGENT_IMAGE = "leoflow.dev/agent-broken-install:1"
 
 
 @pytest.fixture
-async def injecting_webhook(harness: Harness, tmp_path: Path) -> AsyncIterator[None]:
-    """The real webhook, in process, registered for the test's namespace only, injecting an agent
-    image whose install step exits 3; proven in effect before the test goes on."""
+async def injecting_webhook(harness: Harness) -> AsyncIterator[None]:
+    """The real webhook, registered for the test's namespace only, injecting an agent image whose
+    install step exits 3; proven in effect before the test goes on."""
     spec = images.ImageSpec(
         tag=BROKEN_AGENT_IMAGE,
         files={**images.busybox_files(), "leoflow-agent": images.file_entry(FAILING_INSTALL, 0o755)},
     )
     await asyncio.to_thread(load_image, harness.cluster.home, spec)
-    now = datetime.datetime.now(datetime.UTC)
-    ca = new_ca(common_name="leoflow-webhook-test", now=now, validity=datetime.timedelta(hours=1))
-    pair = issue_serving(
-        ca, dns_names=(), ip_addresses=("127.0.0.1",), now=now, validity=datetime.timedelta(hours=1)
-    )
-    (tmp_path / "tls.crt").write_bytes(pair.cert_pem)
-    (tmp_path / "tls.key").write_bytes(pair.key_pem)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
     injection = InjectionSettings(
         agent_image=BROKEN_AGENT_IMAGE, controller_addr="127.0.0.1:9443", image_pull_policy="Never"
     )
-    runner = web.AppRunner(build_app(WebhookConfig(injection=injection), ready=True), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
-    await site.start()
-    port = runner.addresses[0][1]
-    name = f"leoflow-test-{uuid.uuid4().hex[:8]}"
-    configuration = registration.webhook_configuration(
-        name,
-        url=f"https://127.0.0.1:{port}/mutate-pods",
-        ca_bundle=ca.cert_pem,
-        namespace_selector=registration.only_namespaces([harness.namespace]),
-    )
-    try:
-        await asyncio.to_thread(harness.cluster.kubectl, "create", "-f", "-", input=json.dumps(configuration))
-        await _until_injected(harness)
+    async with webhooks.injecting_webhook(harness, injection):
         yield
-    finally:
-        await asyncio.to_thread(
-            harness.cluster.kubectl,
-            "delete",
-            "mutatingwebhookconfiguration",
-            name,
-            "--ignore-not-found",
-            check=False,
-        )
-        await runner.cleanup()
-
-
-async def _until_injected(harness: Harness) -> None:
-    """The API server takes a new configuration up after a moment: dry-run until it injects."""
-    probe = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "probe", "labels": {"leoflow.io/inject": "true"}},
-        "spec": {"containers": [{"name": "main", "image": images.BASE_IMAGE, "command": ["true"]}]},
-    }
-    for _ in range(150):
-        out = await harness.kubectl(
-            "create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(probe), check=False
-        )
-        if out.strip() and json.loads(out)["spec"].get("initContainers"):
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError("the webhook configuration never took effect")
 
 
 async def test_agent_init_container_failing_is_retried_as_infrastructure_then_named(
