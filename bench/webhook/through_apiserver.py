@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import ssl
+import statistics
 import sys
 import time
 import uuid
@@ -456,6 +457,13 @@ def report(
         if condition != NONE:
             entry["added_p50_ms"] = round(latency["p50_ms"] - base["p50_ms"], 3)
             entry["added_p99_ms"] = round(latency["p99_ms"] - base["p99_ms"], 3)
+            entry["added_p99_ms_median_of_rounds"] = round(
+                statistics.median(
+                    p99 - base_p99
+                    for p99, base_p99 in zip(tally.block_p99_ms, tallies[NONE].block_p99_ms, strict=True)
+                ),
+                3,
+            )
             entry["p99_ratio"] = round(latency["p99_ms"] / base["p99_ms"], 2)
             name = webhook_name(condition)
             entry["apiserver_webhook_call"] = describe_histogram(
@@ -500,5 +508,11 @@ def report(
         ),
         "goal_added_p99_ms": GOAL_ADDED_P99_MS,
         "api_server_kept_up": kept_up,
-        "meets_goal": (leoflow["added_p99_ms"] <= GOAL_ADDED_P99_MS) if kept_up else None,
+        # Both the pooled figure and the median of the rounds must pass: one disturbed baseline
+        # block inflates the pooled baseline p99 and can turn the pooled difference negative.
+        "meets_goal": (
+            max(leoflow["added_p99_ms"], leoflow["added_p99_ms_median_of_rounds"]) <= GOAL_ADDED_P99_MS
+            if kept_up
+            else None
+        ),
     }
