@@ -165,7 +165,19 @@ def test_no_rule_uses_a_wildcard(objects: list[dict[str, Any]], service_account:
 
 def test_controller_cannot_touch_secrets_logs_or_exec(objects: list[dict[str, Any]]) -> None:
     resources = {r for _, rule in _rules(objects, "leoflow-controller") for r in rule["resources"]}
-    assert resources.isdisjoint({"secrets", "pods/log", "pods/exec", "pods/attach", "namespaces", "nodes"})
+    assert resources.isdisjoint(
+        {"secrets", "pods/log", "pods/exec", "pods/attach", "namespaces", "nodes/status"}
+    )
+
+
+def test_controller_only_reads_nodes(objects: list[dict[str, Any]]) -> None:
+    verbs = {
+        verb
+        for _, rule in _rules(objects, "leoflow-controller")
+        if "nodes" in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert verbs == {"list", "watch"}
 
 
 def test_controller_takes_leases_only_in_its_namespace(objects: list[dict[str, Any]]) -> None:
