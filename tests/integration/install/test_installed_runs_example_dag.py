@@ -141,9 +141,6 @@ def test_installed_controller_and_webhook_run_the_example_dag(
             "logs", "-n", NAMESPACE, "deploy/leoflow-controller", check=False
         ).stdout[-3000:],
     )
-    ca = json.loads(cluster.kubectl("get", "configmap", "leoflow-ca", "-n", NAMESPACE, "-o", "json").stdout)
-    copy = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "leoflow-ca"}, "data": ca["data"]}
-    cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(copy))
     compiled = subprocess.run(
         [sys.executable, "-m", "leoflow", "compile", str(EXAMPLE), "-n", namespace],
         capture_output=True,
@@ -182,3 +179,8 @@ def test_installed_controller_and_webhook_run_the_example_dag(
         if line.startswith('leoflow_agent_reports_total{kind="finished",result="accepted"}')
     ]
     assert finished and finished[0] >= 1, "no finished report from an agent was accepted"
+    # Nobody copied the agents' CA into the run's namespace: the controller did, from its Secret.
+    ca = json.loads(cluster.kubectl("get", "configmap", "leoflow-ca", "-n", NAMESPACE, "-o", "json").stdout)
+    copy = json.loads(cluster.kubectl("get", "configmap", "leoflow-ca", "-n", namespace, "-o", "json").stdout)
+    assert copy["data"] == ca["data"]
+    assert copy["metadata"]["labels"]["leoflow.io/agent-ca"] == "true"
