@@ -266,7 +266,8 @@ class RunReconciler:
         else:
             self._run_pods.setdefault(key, set()).add(name)
             self._missing_since.pop(name, None)
-            if new is not None and _terminal_phase(new) and (old is None or not _terminal_phase(old)):
+            main = (self.settings.classify or ClassifySettings()).main_container
+            if new is not None and task_ended(new, main) and (old is None or not task_ended(old, main)):
                 self.mark_finished(key, "pod")
         self.queue.add(key)
 
@@ -911,8 +912,16 @@ def _raise_failures(results: list[Any], what: str) -> None:
         raise RetryLater(f"{len(failures)} {what} failed: {failures[0]}")
 
 
-def _terminal_phase(pod: Mapping[str, Any]) -> bool:
-    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+def task_ended(pod: Mapping[str, Any], main: str) -> bool:
+    """Whether the pod shows its task's end as the classifier reads it: a terminal phase or, what a
+    real kubelet reports about a second before the phase, the main container terminated."""
+    status = pod.get("status") or {}
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return True
+    return any(
+        c.get("name") == main and "terminated" in (c.get("state") or {})
+        for c in status.get("containerStatuses") or ()
+    )
 
 
 def _retried(status: DagRunStatus) -> int:
@@ -940,4 +949,5 @@ __all__ = [
     "in_flight_units",
     "run_key",
     "status_body",
+    "task_ended",
 ]
