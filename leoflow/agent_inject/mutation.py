@@ -4,6 +4,9 @@ The pod gains an emptyDir the agent binary is copied into by an init container p
 (``leoflow-agent install DIR``), a projected volume with a ``leoflow``-audience token and the
 controller's CA, an emptyDir for small outputs, and for each selected container a command of the
 form ``DIR/leoflow-agent run -- <original command and args>`` plus the env the agent reads.
+A container whose image already holds the agent (``leoflow.io/agent-path``, or the settings'
+``agent_in_image`` index, see ``agentpath``) is wrapped with that path instead; the copy's init
+container and emptyDir are added only when some selected container still needs them.
 
 Every step is idempotent on its own (added by name only when absent, a container whose command
 already starts with the agent is left alone), and the ``leoflow.io/agent-version`` annotation
@@ -18,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from leoflow.agent_inject import entrypoints, names, patches
+from leoflow.agent_inject import agentpath, entrypoints, names, patches
 from leoflow.agent_inject.settings import InjectionSettings
 
 JsonObject = dict[str, Any]
@@ -148,18 +151,22 @@ def _mutate(pod: JsonObject, settings: InjectionSettings) -> list[str]:
         annotation = entrypoints.parse_annotation(_annotation_text(annotations))
     except entrypoints.EntrypointAnnotationError as err:
         raise _Refusal(str(err)) from None
+    in_image = _agent_path_annotation(annotations, settings)
 
     warnings: list[str] = []
     missing: list[str] = []
     wrapped: dict[str, list[str]] = {}
+    agent_paths: dict[str, str] = {}
     for name in selected:
         container = by_name[name]
         command = _strings(container.get("command"), f'container "{name}" command')
         args = _strings(container.get("args"), f'container "{name}" args')
-        if command[:1] == [settings.agent_path]:
-            continue
         image = container.get("image")
         image = image if isinstance(image, str) else ""
+        agent = in_image or agentpath.for_image(settings.agent_in_image, image) or settings.agent_path
+        agent_paths[name] = agent
+        if command[:1] == [agent]:
+            continue
         resolved = entrypoints.resolve(
             name=name,
             image=image,
@@ -173,7 +180,7 @@ def _mutate(pod: JsonObject, settings: InjectionSettings) -> list[str]:
             continue
         if resolved.source == "image-index":
             warnings.append(f'container "{name}": command taken from the image index entry for "{image}"')
-        wrapped[name] = [settings.agent_path, "run", "--", *resolved.argv]
+        wrapped[name] = [agent, "run", "--", *resolved.argv]
     if missing:
         raise _Refusal("; ".join(missing))
 
@@ -181,15 +188,19 @@ def _mutate(pod: JsonObject, settings: InjectionSettings) -> list[str]:
         container = by_name[name]
         container["command"] = argv
         container.pop("args", None)
+    copied = any(agent == settings.agent_path for agent in agent_paths.values())
     for name in selected:
-        warnings.extend(_equip(by_name[name], name, settings))
+        warnings.extend(
+            _equip(by_name[name], name, settings, copied=agent_paths[name] == settings.agent_path)
+        )
 
-    init_containers = _list(spec, "initContainers", "spec.initContainers")
-    if names.INIT_CONTAINER not in _named(init_containers, "spec.initContainers"):
-        init_containers.insert(0, _init_container(settings))
+    if copied:
+        init_containers = _list(spec, "initContainers", "spec.initContainers")
+        if names.INIT_CONTAINER not in _named(init_containers, "spec.initContainers"):
+            init_containers.insert(0, _init_container(settings))
     volumes = _list(spec, "volumes", "spec.volumes")
     present = _named(volumes, "spec.volumes")
-    for volume in _volumes(settings):
+    for volume in _volumes(settings, copied=copied):
         if volume["name"] not in present:
             volumes.append(volume)
 
@@ -199,6 +210,18 @@ def _mutate(pod: JsonObject, settings: InjectionSettings) -> list[str]:
         warnings.append(f"labels {', '.join(absent)} are absent: the agent reports without that identity")
     metadata["annotations"] = {**annotations, names.VERSION_ANNOTATION: settings.agent_version}
     return warnings
+
+
+def _agent_path_annotation(annotations: JsonObject, settings: InjectionSettings) -> str | None:
+    """The pod's own word that its images hold the agent, checked before anything trusts it."""
+    if names.AGENT_PATH_ANNOTATION not in annotations:
+        return None
+    raw = annotations[names.AGENT_PATH_ANNOTATION]
+    message = agentpath.annotation_problem(raw, settings.mounted_dirs)
+    if message is not None:
+        raise _Refusal(message)
+    path: str = raw
+    return path
 
 
 def _annotation_text(annotations: JsonObject) -> str | None:
@@ -245,8 +268,9 @@ def _agent_env(settings: InjectionSettings, container: str) -> list[JsonObject]:
     return env
 
 
-def _equip(container: JsonObject, name: str, settings: InjectionSettings) -> list[str]:
-    """Adds the agent's env and mounts; a user's own value for one of our env names is replaced."""
+def _equip(container: JsonObject, name: str, settings: InjectionSettings, *, copied: bool) -> list[str]:
+    """Adds the agent's env and mounts (the binary's volume only when ``copied``); a user's own
+    value for one of our env names is replaced."""
     warnings: list[str] = []
     env = _list(container, "env", f'container "{name}" env')
     positions = _named(env, f'container "{name}" env')
@@ -262,7 +286,7 @@ def _equip(container: JsonObject, name: str, settings: InjectionSettings) -> lis
     mounts = _list(container, "volumeMounts", f'container "{name}" volumeMounts')
     by_mount_name = _named(mounts, f'container "{name}" volumeMounts')
     paths = {m["mountPath"]: m["name"] for m in mounts if isinstance(m.get("mountPath"), str)}
-    for mount in _mounts(settings):
+    for mount in _mounts(settings, copied=copied):
         if mount["name"] in by_mount_name:
             continue
         taken_by = paths.get(mount["mountPath"])
@@ -275,9 +299,10 @@ def _equip(container: JsonObject, name: str, settings: InjectionSettings) -> lis
     return warnings
 
 
-def _mounts(settings: InjectionSettings) -> list[JsonObject]:
+def _mounts(settings: InjectionSettings, *, copied: bool) -> list[JsonObject]:
+    binary = [{"name": names.BIN_VOLUME, "mountPath": settings.bin_dir, "readOnly": True}] if copied else []
     return [
-        {"name": names.BIN_VOLUME, "mountPath": settings.bin_dir, "readOnly": True},
+        *binary,
         {"name": names.IDENTITY_VOLUME, "mountPath": settings.identity_dir, "readOnly": True},
         {"name": names.OUTPUTS_VOLUME, "mountPath": settings.outputs_dir},
     ]
@@ -298,7 +323,7 @@ def _init_container(settings: InjectionSettings) -> JsonObject:
     }
 
 
-def _volumes(settings: InjectionSettings) -> list[JsonObject]:
+def _volumes(settings: InjectionSettings, *, copied: bool) -> list[JsonObject]:
     sources: list[JsonObject] = [
         {
             "serviceAccountToken": {
@@ -318,8 +343,9 @@ def _volumes(settings: InjectionSettings) -> list[JsonObject]:
                 }
             }
         )
+    binary = [{"name": names.BIN_VOLUME, "emptyDir": {}}] if copied else []
     return [
-        {"name": names.BIN_VOLUME, "emptyDir": {}},
+        *binary,
         {"name": names.IDENTITY_VOLUME, "projected": {"sources": sources}},
         {"name": names.OUTPUTS_VOLUME, "emptyDir": {}},
     ]

@@ -21,6 +21,7 @@ IDENTITY_LABELS: tuple[tuple[str, str], ...] = (
 VERSION_ANNOTATION = "leoflow.io/agent-version"
 CONTAINERS_ANNOTATION = "leoflow.io/containers"
 ENTRYPOINT_ANNOTATION = "leoflow.io/entrypoint"
+AGENT_PATH_ANNOTATION = "leoflow.io/agent-path"
 
 INIT_CONTAINER = "leoflow-agent-init"
 BIN_VOLUME = "leoflow-agent"

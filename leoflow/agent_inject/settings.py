@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from leoflow import __version__
+from leoflow.agent_inject import agentpath
 
 # The API server refuses projected tokens that live shorter than ten minutes.
 MIN_TOKEN_EXPIRY_SECONDS = 600
@@ -36,6 +37,8 @@ class InjectionSettings:
     ``agent_image`` and ``controller_addr`` have no sensible default; the paths do. The CA that
     signs the controller's gRPC certificate reaches the pod through a projected ConfigMap
     (``ca_configmap``, optional so a pod still starts before the ConfigMap exists).
+    ``agent_in_image`` maps image-reference prefixes to where those images already hold the agent
+    (see ``agentpath``): their containers are wrapped with that path and need no init container.
     """
 
     agent_image: str
@@ -48,6 +51,7 @@ class InjectionSettings:
     token_expiry_seconds: int = 3600
     image_entrypoints: Mapping[str, ImageEntrypoint] = field(default_factory=dict)
     image_pull_policy: str = "IfNotPresent"
+    agent_in_image: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.agent_image.strip():
@@ -71,7 +75,21 @@ class InjectionSettings:
             raise ValueError(
                 f"image_pull_policy must be Always, IfNotPresent or Never, got {self.image_pull_policy!r}"
             )
+        for prefix, path in self.agent_in_image.items():
+            if not prefix.strip():
+                raise ValueError(
+                    f"agent_in_image: an empty image prefix (for {path!r}) would match every image"
+                )
+            reason = agentpath.problem(path, self.mounted_dirs)
+            if reason is not None:
+                raise ValueError(f"agent_in_image entry {prefix}={path}: the path {reason}")
         object.__setattr__(self, "image_entrypoints", MappingProxyType(dict(self.image_entrypoints)))
+        object.__setattr__(self, "agent_in_image", MappingProxyType(dict(self.agent_in_image)))
+
+    @property
+    def mounted_dirs(self) -> tuple[str, str, str]:
+        """Where the injection mounts volumes in a wrapped container."""
+        return (self.bin_dir, self.identity_dir, self.outputs_dir)
 
     @property
     def agent_path(self) -> str:

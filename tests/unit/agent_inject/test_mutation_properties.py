@@ -3,6 +3,7 @@ second mutation changes nothing."""
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any
 
 import jsonpatch
@@ -138,3 +139,58 @@ def test_arbitrary_container_fields_and_annotations_never_raise(
         "spec": {"containers": [container]},
     }
     assert isinstance(inject(pod, SETTINGS), Injection | Denial)
+
+
+# Paths an image might hold the agent at: clean ones, and every way the annotation can be wrong.
+clean_paths = (
+    st.lists(st.text(alphabet="abz-_.01", min_size=1, max_size=6), min_size=1, max_size=3)
+    .map(lambda parts: "/" + "/".join(parts))
+    .filter(lambda p: "/./" not in p + "/" and "/../" not in p + "/")
+)
+any_paths = clean_paths | st.text(alphabet="/ab. \t\n~", max_size=10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pods(), clean_paths)
+def test_an_agent_path_annotation_wraps_with_it_and_adds_no_copy(pod: dict[str, Any], path: str) -> None:
+    pod["metadata"].setdefault("annotations", {})["leoflow.io/agent-path"] = path
+    result = inject(pod, SETTINGS)
+    if isinstance(result, Denial):
+        assert "has no command" in result.message
+        return
+    assert jsonpatch.apply_patch(pod, result.patch) == result.pod
+    spec = result.pod["spec"]
+    assert spec.get("initContainers") == pod["spec"].get("initContainers")
+    assert "leoflow-agent" not in [v["name"] for v in spec["volumes"]]
+    for before, after in zip(pod["spec"]["containers"], spec["containers"], strict=True):
+        assert after["command"][:3] == [path, "run", "--"]
+        if before.get("command"):
+            assert after["command"][3:] == before["command"] + before.get("args", [])
+        assert "leoflow-agent" not in [m["name"] for m in after["volumeMounts"]]
+    twice = inject(result.pod, SETTINGS)
+    assert isinstance(twice, Injection)
+    assert twice.patch == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(pods(), any_paths)
+def test_any_agent_path_annotation_is_used_only_when_clean_and_absolute(
+    pod: dict[str, Any], path: str
+) -> None:
+    pod["spec"]["containers"] = [{"name": "main", "image": "app:1", "command": ["x"]}]
+    pod["metadata"].setdefault("annotations", {})["leoflow.io/agent-path"] = path
+    result = inject(pod, SETTINGS)
+    usable = (
+        path.startswith("/")
+        and not path.startswith("//")
+        and posixpath.normpath(path) == path
+        and path != "/"
+        and not any(c.isspace() for c in path)
+    )
+    if usable:
+        assert isinstance(result, Injection)
+        assert result.pod["spec"]["containers"][0]["command"][0] == path
+    else:
+        assert isinstance(result, Denial)
+        assert result.message.startswith(f"annotation leoflow.io/agent-path: {path!r} ")
+        assert "write the absolute path of the leoflow-agent binary inside the image" in result.message
