@@ -78,11 +78,14 @@ class InjectionSettings:
         for prefix, path in self.agent_in_image.items():
             if not prefix.strip():
                 raise ValueError(
-                    f"agent_in_image: an empty image prefix (for {path!r}) would match every image"
+                    f"agent-in-image entry ={path}: an empty image prefix would match every image"
                 )
             reason = agentpath.problem(path, self.mounted_dirs)
             if reason is not None:
-                raise ValueError(f"agent_in_image entry {prefix}={path}: the path {reason}")
+                raise ValueError(
+                    f"agent-in-image entry {prefix}={path}: the path {reason}; "
+                    f"write e.g. {prefix}={agentpath.EXAMPLE_PATH}"
+                )
         object.__setattr__(self, "image_entrypoints", MappingProxyType(dict(self.image_entrypoints)))
         object.__setattr__(self, "agent_in_image", MappingProxyType(dict(self.agent_in_image)))
 

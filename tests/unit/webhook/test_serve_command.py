@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from leoflow.cli import main
-from leoflow.webhook import image_index
+from leoflow.webhook import agent_in_image, image_index
 from leoflow.webhook.server import ServeOptions, serve
 from leoflow.webhook.serving import WebhookConfig
 
@@ -119,3 +119,52 @@ async def test_serve_answers_over_tls_and_stops_when_asked(tmp_path: Path) -> No
             assert (await resp.json())["response"]["patchType"] == "JSONPatch"
     stop.set()
     await asyncio.wait_for(server, 10)
+
+
+SERVE = [
+    "webhook",
+    "serve",
+    "--cert-file",
+    "c",
+    "--key-file",
+    "k",
+    "--agent-image",
+    "a",
+    "--controller-addr",
+    "c:1",
+]
+
+
+@pytest.mark.parametrize(
+    ("entry", "fragment"),
+    [
+        ("registry.local/dags/", "--agent-in-image 'registry.local/dags/': expected IMAGE-PREFIX=PATH"),
+        ("=/usr/local/bin/leoflow-agent", "expected IMAGE-PREFIX=PATH"),
+        ("r/=bin/leoflow-agent", "agent-in-image entry r/=bin/leoflow-agent: the path is not absolute"),
+        ("r/=/usr/bin/../leoflow-agent", "the path is not clean"),
+    ],
+)
+def test_serve_with_a_bad_agent_in_image_entry_names_it(
+    entry: str, fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*SERVE, "--agent-in-image", entry]) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_agent_in_image_entries_come_from_flags_or_the_environment() -> None:
+    assert agent_in_image.parse(["r/a:=/x/leoflow-agent", "r/b=/y/leoflow-agent"]) == {
+        "r/a:": "/x/leoflow-agent",
+        "r/b": "/y/leoflow-agent",
+    }
+    assert agent_in_image.from_environment(" r/a:=/x\n r/b=/y ") == ["r/a:=/x", "r/b=/y"]
+    assert agent_in_image.from_environment(None) == []
+    with pytest.raises(agent_in_image.AgentInImageError, match="prefix 'r/' is given twice"):
+        agent_in_image.parse(["r/=/x", "r/=/y"])
+
+
+def test_serve_reads_the_agent_in_image_index_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LEOFLOW_AGENT_IN_IMAGE", "r/=/usr/local/bin/leoflow-agent q/=relative")
+    assert main(SERVE) == 2
+    assert "agent-in-image entry q/=relative: the path is not absolute" in capsys.readouterr().err
