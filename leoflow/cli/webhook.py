@@ -15,7 +15,7 @@ from typing import Any
 from leoflow import __version__
 from leoflow.agent_inject import InjectionSettings
 from leoflow.cli import EXIT_OK, EXIT_USAGE, CommandError
-from leoflow.webhook import image_index
+from leoflow.webhook import agent_in_image, image_index
 from leoflow.webhook.server import ServeOptions, serve
 from leoflow.webhook.serving import DEFAULT_EXCLUDED_NAMESPACES, WebhookConfig
 
@@ -66,6 +66,13 @@ def register(subparsers: Any) -> None:
         default=_env("LEOFLOW_IMAGE_INDEX"),
         help="YAML image -> entrypoint/cmd [LEOFLOW_IMAGE_INDEX]",
     )
+    add(
+        agent_in_image.FLAG,
+        action="append",
+        metavar="PREFIX=PATH",
+        help="images starting with PREFIX hold the agent at PATH: no init container copies it "
+        f"(repeatable) [{agent_in_image.ENV}, entries separated by whitespace]",
+    )
     add("--ca-configmap", default=_env("LEOFLOW_CA_CONFIGMAP", "leoflow-ca"), help="[LEOFLOW_CA_CONFIGMAP]")
     add(
         "--token-expiry-seconds",
@@ -103,6 +110,7 @@ def run_serve(args: argparse.Namespace) -> int:
         raise CommandError(f"missing {', '.join(missing)} (or their environment variables)", EXIT_USAGE)
     try:
         entrypoints = image_index.load(Path(args.image_index)) if args.image_index else {}
+        entries = args.agent_in_image or agent_in_image.from_environment(_env(agent_in_image.ENV))
         injection = InjectionSettings(
             agent_image=args.agent_image,
             controller_addr=args.controller_addr,
@@ -110,6 +118,7 @@ def run_serve(args: argparse.Namespace) -> int:
             ca_configmap=args.ca_configmap or None,
             token_expiry_seconds=_int("--token-expiry-seconds", args.token_expiry_seconds),
             image_entrypoints=entrypoints,
+            agent_in_image=agent_in_image.parse(entries),
         )
     except ValueError as err:
         raise CommandError(str(err), EXIT_USAGE) from None
