@@ -7,8 +7,10 @@ written deterministically (sorted entries, zero mtimes, root ownership), so the 
 the same digests and a built tarball is cached under ``$LEOFLOW_CACHE/images`` by content hash.
 
 Images: ``leoflow.dev/base:1`` (busybox-static and its applet links), ``leoflow.dev/pause:1`` (the
-pod sandbox: a busybox shell that sleeps and reaps until SIGTERM), and the agent image (the static
-``leoflow-agent`` binary alone at ``/leoflow-agent``).
+pod sandbox: a busybox shell that sleeps and reaps until SIGTERM), the agent image (the static
+``leoflow-agent`` binary alone at ``/leoflow-agent``), and the base image with the agent inside at
+``/usr/local/bin/leoflow-agent`` (what a user's ``COPY --from=<agent image>`` makes, for pods that
+need no init container to copy the agent).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 BASE_IMAGE = "leoflow.dev/base:1"
 PAUSE_IMAGE = "leoflow.dev/pause:1"
 AGENT_IMAGE = "leoflow.dev/agent:dev"
+BASE_WITH_AGENT_IMAGE = "leoflow.dev/base-agent:dev"
+AGENT_IN_IMAGE_PATH = "/usr/local/bin/leoflow-agent"
 BUSYBOX = Path("/bin/busybox")
 CONTAINERD_NAMESPACE = "k8s.io"
 
@@ -293,6 +297,13 @@ def agent_spec(agent_binary: Path, tag: str = AGENT_IMAGE) -> ImageSpec:
         entrypoint=("/leoflow-agent",),
         env=(),
     )
+
+
+def base_with_agent_spec(agent_binary: Path, busybox: Path = BUSYBOX) -> ImageSpec:
+    """The base image plus the agent at AGENT_IN_IMAGE_PATH: ``FROM base`` then
+    ``COPY --from=<agent image> /leoflow-agent /usr/local/bin/leoflow-agent``, in one layer."""
+    files = {**busybox_files(busybox), AGENT_IN_IMAGE_PATH: source_entry(agent_binary, 0o755)}
+    return ImageSpec(tag=BASE_WITH_AGENT_IMAGE, files=files, cmd=("sh",))
 
 
 def import_image(image: BuiltImage, address: Path, ctr: str = "ctr") -> None:

@@ -136,3 +136,16 @@ def test_base_image_has_busybox_and_applet_links() -> None:
     assert files["bin/busybox"].kind == "file"
     assert files["bin/sh"].kind == "symlink" and files["bin/sh"].target == "/bin/busybox"
     assert files["tmp"].mode == 0o1777
+
+
+@pytest.mark.skipif(
+    not images.BUSYBOX.is_file(), reason="busybox-static not installed (hack/apt-packages.sh)"
+)
+def test_base_with_agent_image_holds_the_base_and_the_agent_where_the_docs_copy_it(tmp_path: Path) -> None:
+    binary = tmp_path / "leoflow-agent"
+    binary.write_bytes(b"\x7fELF fake static binary")
+    spec = images.base_with_agent_spec(binary)
+    agent = spec.files["/usr/local/bin/leoflow-agent"]
+    assert agent.content() == binary.read_bytes() and agent.mode == 0o755
+    assert set(images.base_spec().files) < set(spec.files)
+    assert spec.tag == images.BASE_WITH_AGENT_IMAGE
