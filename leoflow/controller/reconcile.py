@@ -222,6 +222,7 @@ class RunReconciler:
         self._missing_since: dict[str, float] = {}
         self._deleted_by_us: set[str] = set()
         self._create_errors: dict[str, PodObservation] = {}
+        self._unsent: dict[str, dict[str, CreatePod]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._chores: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._chores_done: set[tuple[str, str]] = set()
@@ -240,6 +241,7 @@ class RunReconciler:
         key = run_key(str(meta.get("namespace", "")), str(meta.get("name", "")))
         if kind is EventType.DELETED:
             self._written.pop(key, None)
+            self._unsent.pop(key, None)
             self._reports.pop(key, None)
             self._finished_marks.pop(key, None)
             self._sensor_progress_due.discard(key)
@@ -348,6 +350,7 @@ class RunReconciler:
         if dag is None:
             return
         self._resume_sensors(key, dag, view)
+        await self._resend_creates(key, obj, dag, view)
         now = self.clock()
         observations = await self._observations(key, dag, view, now)
         try:
@@ -706,6 +709,24 @@ class RunReconciler:
             self.metrics.pod_deleted()
             log.info("deleted pod", extra={"pod": action.name, "reason": action.reason})
 
+    async def _resend_creates(self, key: str, obj: KubeObject, dag: DagSpec, view: RunView) -> None:
+        """Creates that failed for a transient reason while their status write landed: the status
+        has the attempt in flight but no pod will ever appear, so the create is sent again (same
+        name: adopted if the first one did go through) instead of the pod being judged deleted."""
+        unsent = self._unsent.pop(key, None)
+        if not unsent:
+            return
+        recorded = recorded_pods(view.status)
+        results = await asyncio.gather(
+            *(
+                self._create(key=key, obj=obj, dag=dag, view=view, action=action, mark=None)
+                for name, action in unsent.items()
+                if name in recorded
+            ),
+            return_exceptions=True,
+        )
+        _raise_failures(results, "pod create(s) sent again")
+
     async def _create(
         self,
         *,
@@ -731,6 +752,7 @@ class RunReconciler:
             self.metrics.pod_created("failed")
             refused = create_refused(exc.code, exc.reason, exc.message, transient=exc.transient)
             if refused is None:
+                self._unsent.setdefault(key, {})[action.name] = action
                 raise
             # Refused (invalid, forbidden by policy, over quota): the next decision records it.
             self._create_errors[action.name] = refused

@@ -72,6 +72,8 @@ class FaultPolicy:
     every: int = 3
     kinds: tuple[Fault, ...] = tuple(Fault)
     injected: Counter[Fault] = field(default_factory=Counter)
+    creates_of: str | None = None
+    """When set (a resource, e.g. ``pods``), only creates (POST) of that resource are faulted."""
 
     def __post_init__(self) -> None:
         if self.every < 1:
@@ -81,8 +83,12 @@ class FaultPolicy:
         self._writes = itertools.count(1)
         self._next = itertools.cycle(self.kinds)
 
-    def decide(self, method: str) -> Fault | None:
-        if method not in WRITES or next(self._writes) % self.every:
+    def decide(self, method: str, path: str = "") -> Fault | None:
+        if method not in WRITES:
+            return None
+        if self.creates_of is not None and (method != "POST" or not path.endswith(f"/{self.creates_of}")):
+            return None
+        if next(self._writes) % self.every:
             return None
         fault = next(self._next)
         self.injected[fault] += 1
@@ -123,7 +129,7 @@ class FaultProxy:
             await self._session.close()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        fault = self.policy.decide(request.method) if self.enabled else None
+        fault = self.policy.decide(request.method, request.path) if self.enabled else None
         if fault is not None and fault is not Fault.LOST_ANSWER:
             log.info(
                 "fault injected", extra={"fault": fault.value, "method": request.method, "path": request.path}

@@ -10,6 +10,7 @@ of this module's own so that no other test shares the outage.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,6 +68,38 @@ async def test_runs_complete_exactly_once_through_429_503_500_and_409(harness: H
             for run in RUNS:
                 await assert_ran_exactly_once(harness, run)
             assert set(proxy.policy.injected) == set(Fault), proxy.policy.injected
+        finally:
+            proxy.enabled = False
+            await harness.release_pods()
+            await harness.stop()
+            await client.close()
+
+
+async def test_pod_creates_failing_longer_than_the_writer_retries_are_sent_again_not_judged_deleted(
+    harness: Harness,
+) -> None:
+    # The status write that records the attempt lands; every pod create gets 503 for longer than
+    # the writer retries. The reconcile must send the create again, not wait out the missing-pod
+    # grace and spend an infrastructure retry on a pod that was never created.
+    await harness.apply_dag(dag_yaml("unsent", "  only: {command: [only]}\n"))
+    upstream = harness.cluster.state.apiserver_url
+    context = admin_ssl_context(Pki(harness.cluster.home / "pki"))
+    policy = FaultPolicy(every=1, kinds=(Fault.UNAVAILABLE,), creates_of="pods")
+    async with FaultProxy(upstream, context, policy) as proxy:
+        client = ApiClient(Configuration(host=proxy.url))
+        harness.kube = client
+        try:
+            await harness.start(cleanup=CleanupPolicy(delete_succeeded=False))
+            await harness.create_run("r1", "unsent")
+            await harness.wait_run("r1", lambda o: run_status(o).get("taskStates") == "q")
+            deadline = time.monotonic() + 60
+            while policy.injected[Fault.UNAVAILABLE] < 12:
+                assert time.monotonic() < deadline, policy.injected
+                await asyncio.sleep(0.2)
+            proxy.enabled = False
+            done = await harness.wait_phase("r1", "Succeeded", within=120)
+            assert (run_status(done).get("tasks") or {}).get("0", {}).get("attempt", 1) == 1
+            assert len(await harness.pods("r1")) == 1
         finally:
             proxy.enabled = False
             await harness.release_pods()

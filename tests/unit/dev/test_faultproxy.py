@@ -32,3 +32,11 @@ def test_default_policy_meets_every_kind_within_a_few_writes() -> None:
 def test_a_policy_that_cannot_inject_is_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="FaultPolicy"):
         FaultPolicy(**bad)  # type: ignore[arg-type]
+
+
+def test_a_policy_for_creates_of_one_resource_faults_only_those() -> None:
+    policy = FaultPolicy(every=1, kinds=(Fault.UNAVAILABLE,), creates_of="pods")
+    assert policy.decide("PATCH", "/api/v1/namespaces/n/pods/p") is None
+    assert policy.decide("POST", "/apis/leoflow.io/v1alpha1/namespaces/n/dagruns") is None
+    assert policy.decide("POST", "/api/v1/namespaces/n/pods/p/eviction") is None
+    assert policy.decide("POST", "/api/v1/namespaces/n/pods") is Fault.UNAVAILABLE
