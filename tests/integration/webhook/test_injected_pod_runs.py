@@ -1,5 +1,6 @@
-"""On the real node, an injected pod truly runs: the init container installs the agent, the
-wrapped command runs, its output is the container's log and its exit code is the container's.
+"""On the real node, an injected pod truly runs: the init container installs the agent (or the
+image already holds it), the wrapped command runs, its output is the container's log and its exit
+code is the container's.
 
 No controller listens at the injected address, which is the documented degraded mode: the agent
 loses its reports but never stops the task from running.
@@ -43,3 +44,25 @@ def test_injected_pod_runs_the_wrapped_command_with_its_output_and_exit_code(
     assert pod["status"]["phase"] == "Failed"
     logs = cluster.kubectl("logs", "wrapped", "-c", "main", "-n", namespace).stdout
     assert "hello from the task" in logs
+
+
+def test_pod_whose_image_holds_the_agent_runs_without_an_init_container(
+    cluster: ClusterHandle, namespace: str, active_webhook: str, agent_binary: Path, real_node: str
+) -> None:
+    built = load_image(cluster.home, images.base_with_agent_spec(agent_binary))
+    main = container("echo hello from the agent in the image; exit 4", image=built.tag)
+    manifest = real_node_pod("in-image", [main], labels={"leoflow.io/inject": "true", "leoflow.io/task": "t"})
+    manifest["metadata"]["annotations"] = {"leoflow.io/agent-path": images.AGENT_IN_IMAGE_PATH}
+    cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+    pod = wait_pod(cluster, namespace, "in-image", within=120)
+
+    assert pod["spec"]["containers"][0]["command"][:3] == [images.AGENT_IN_IMAGE_PATH, "run", "--"]
+    assert "initContainers" not in pod["spec"]
+    assert "initContainerStatuses" not in pod["status"]
+    (main,) = pod["status"]["containerStatuses"]
+    assert main["state"]["terminated"]["exitCode"] == 4
+    # The agent's termination message: the image's own agent, not the bare shell, ran the command.
+    assert json.loads(main["state"]["terminated"]["message"])["exitCode"] == 4
+    assert pod["status"]["phase"] == "Failed"
+    logs = cluster.kubectl("logs", "in-image", "-c", "main", "-n", namespace).stdout
+    assert "hello from the agent in the image" in logs

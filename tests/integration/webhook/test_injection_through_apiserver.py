@@ -97,6 +97,30 @@ def test_pod_without_a_command_is_denied_with_what_to_add(
     assert "leoflow.io/entrypoint" in result.stderr
 
 
+def test_pod_annotated_with_an_agent_path_gets_no_init_container(
+    cluster: ClusterHandle, namespace: str, active_webhook: str
+) -> None:
+    manifest = labelled_pod("in-image", command=["sh", "-c"])
+    manifest["metadata"]["annotations"] = {"leoflow.io/agent-path": images.AGENT_IN_IMAGE_PATH}
+    create(cluster, namespace, manifest)
+    pod = get(cluster, namespace, "pod", "in-image")
+    assert "initContainers" not in pod["spec"]
+    assert pod["spec"]["containers"][0]["command"] == [images.AGENT_IN_IMAGE_PATH, "run", "--", "sh", "-c"]
+    assert [v["name"] for v in pod["spec"]["volumes"] if "emptyDir" in v] == ["leoflow-outputs"]
+    assert pod["metadata"]["annotations"]["leoflow.io/agent-version"]
+
+
+def test_a_bad_agent_path_annotation_is_denied_saying_what_to_write(
+    cluster: ClusterHandle, namespace: str, active_webhook: str
+) -> None:
+    manifest = labelled_pod("bad-path", command=["true"])
+    manifest["metadata"]["annotations"] = {"leoflow.io/agent-path": "usr/local/bin/leoflow-agent"}
+    result = cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(manifest), check=False)
+    assert result.returncode != 0
+    assert "denied the request" in result.stderr
+    assert "annotation leoflow.io/agent-path: 'usr/local/bin/leoflow-agent' is not absolute" in result.stderr
+
+
 def pod_from_template(owner: dict[str, Any], template: dict[str, Any]) -> dict[str, Any]:
     """The pod a workload controller would create from ``template`` (labels, annotations, spec)."""
     metadata = dict(template.get("metadata") or {})
