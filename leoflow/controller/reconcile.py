@@ -245,6 +245,8 @@ class RunReconciler:
             self._reports.pop(key, None)
             self._finished_marks.pop(key, None)
             self._sensor_progress_due.discard(key)
+        elif kind is EventType.MODIFIED and own_write_echo(old, new, self._written.get(key)):
+            return
         self.queue.add(key)
 
     def on_pod_event(self, kind: EventType, old: KubeObject | None, new: KubeObject | None) -> None:
@@ -914,6 +916,16 @@ class RunReconciler:
                 self.queue.add_after(key, (expiry - now).total_seconds())
 
 
+def own_write_echo(old: KubeObject | None, new: KubeObject | None, written: KubeObject | None) -> bool:
+    """Whether a run's MODIFIED event only brings back the object this controller wrote: the
+    reconcile that wrote it went on from the stored object, so it has nothing new. Resyncs (same
+    resourceVersion as before) are never echoes: they are the level-triggered safety net."""
+    if old is None or new is None or written is None:
+        return False
+    version = resource_version(new)
+    return version != resource_version(old) and version == resource_version(written)
+
+
 def recorded_pods(status: DagRunStatus) -> set[str]:
     """The pods of the attempts ``status`` has in flight."""
     names = set()
@@ -969,6 +981,7 @@ __all__ = [
     "RunReconciler",
     "failed_run_status",
     "in_flight_units",
+    "own_write_echo",
     "run_key",
     "status_body",
     "task_ended",

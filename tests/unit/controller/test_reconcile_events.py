@@ -1,10 +1,11 @@
-"""When the controller starts timing a task transition on the pod-status path."""
+"""What the controller makes of cache events: when a task transition starts being timed on the
+pod-status path, and which run events bring nothing new."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from leoflow.controller.reconcile import task_ended
+from leoflow.controller.reconcile import own_write_echo, task_ended
 
 
 def pod(phase: str, main_state: dict[str, Any]) -> dict[str, Any]:
@@ -30,3 +31,20 @@ def test_a_terminal_phase_ends_the_task() -> None:
 
 def test_another_container_terminating_does_not_end_the_task() -> None:
     assert not task_ended(pod("Running", {"running": {}}), "main")
+
+
+def run(version: str) -> dict[str, Any]:
+    return {"metadata": {"name": "r1", "resourceVersion": version}}
+
+
+def test_the_echo_of_the_controllers_own_status_write_is_not_reconciled_again() -> None:
+    assert own_write_echo(run("10"), run("11"), written=run("11"))
+
+
+def test_a_change_by_someone_else_is_reconciled() -> None:
+    assert not own_write_echo(run("11"), run("12"), written=run("11"))
+    assert not own_write_echo(run("10"), run("11"), written=None)
+
+
+def test_a_resync_of_the_written_object_is_reconciled() -> None:
+    assert not own_write_echo(run("11"), run("11"), written=run("11"))
