@@ -15,6 +15,19 @@ from leoflow.webhook.serving import WebhookConfig
 
 from .reviewing import SETTINGS, pod, review
 
+SERVE = [
+    "webhook",
+    "serve",
+    "--cert-file",
+    "c",
+    "--key-file",
+    "k",
+    "--agent-image",
+    "a",
+    "--controller-addr",
+    "c:1",
+]
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -37,19 +50,7 @@ def test_serve_with_a_bad_image_index_names_the_file_and_entry(
 ) -> None:
     index = tmp_path / "index.yaml"
     index.write_text("nginx:1.27:\n  entrypoint: /docker-entrypoint.sh\n")
-    argv = [
-        "webhook",
-        "serve",
-        "--cert-file",
-        "c",
-        "--key-file",
-        "k",
-        "--agent-image",
-        "a",
-        "--controller-addr",
-        "c:1",
-    ]
-    assert main([*argv, "--image-index", str(index)]) == 2
+    assert main([*SERVE, "--image-index", str(index)]) == 2
     err = capsys.readouterr().err
     assert f"{index}: nginx:1.27.entrypoint" in err
 
@@ -119,20 +120,6 @@ async def test_serve_answers_over_tls_and_stops_when_asked(tmp_path: Path) -> No
             assert (await resp.json())["response"]["patchType"] == "JSONPatch"
     stop.set()
     await asyncio.wait_for(server, 10)
-
-
-SERVE = [
-    "webhook",
-    "serve",
-    "--cert-file",
-    "c",
-    "--key-file",
-    "k",
-    "--agent-image",
-    "a",
-    "--controller-addr",
-    "c:1",
-]
 
 
 @pytest.mark.parametrize(
