@@ -1,11 +1,9 @@
-"""The serving certificate, reloaded when its files change without dropping connections.
+"""The webhook's serving certificate, reloaded when its files change without dropping connections.
 
-Mounted Secrets change by an atomic symlink swap and send no reliable filesystem event, so the
-files are polled, by a digest of their content as kopf does (a timestamp can miss a rewrite
-within one clock tick). A change is first loaded into a scratch context: a
-half-written pair (new certificate, old key) fails there and is retried on the next check, and
-never reaches the live context. The live ``SSLContext`` is then updated in place with
-``load_cert_chain``; every new handshake uses the new pair, open connections keep theirs.
+:mod:`leoflow.certs.servingfiles` decides when the files hold a new, complete pair (the
+controller's agent endpoint shares it); a half-written pair never reaches the live context. The
+live ``SSLContext`` is then updated in place with ``load_cert_chain``; every new handshake uses
+the new pair, open connections keep theirs.
 
 Each handshake is also counted (``on_handshake``): the API server's HTTP/1.1 client keeps a pool
 of idle connections and opens new ones when more reviews are in flight than it holds, so a
@@ -16,11 +14,12 @@ a key exchange.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import ssl
 from collections.abc import Callable
 from pathlib import Path
+
+from leoflow.certs.servingfiles import ServingFiles
 
 log = logging.getLogger(__name__)
 
@@ -53,36 +52,26 @@ class ReloadingCertificate:
 
             self.context.sni_callback = count
         self._on_reload = on_reload
-        self._stamp = self._current_stamp()
+        self._files = ServingFiles(cert_file, key_file)
         self.context.load_cert_chain(cert_file, key_file)
-
-    def _current_stamp(self) -> bytes:
-        digest = hashlib.sha256()
-        for path in (self.cert_file, self.key_file):
-            digest.update(path.read_bytes())
-            digest.update(b"\0")
-        return digest.digest()
+        try:
+            self._files.load()
+        except ValueError as err:  # replaced between the two reads: the same error as a bad pair
+            raise ssl.SSLError(str(err)) from err
 
     def reload_if_changed(self) -> bool:
         """Loads the files again if they changed and form a valid pair; True when it did."""
-        try:
-            stamp = self._current_stamp()
-        except OSError as err:
-            log.warning("certificate files unreadable; keeping the loaded pair", extra={"error": str(err)})
-            return False
-        if stamp == self._stamp:
+        if self._files.changed() is None:
             return False
         try:
-            _server_context().load_cert_chain(self.cert_file, self.key_file)
             self.context.load_cert_chain(self.cert_file, self.key_file)
         except (ssl.SSLError, OSError) as err:
+            # Replaced again since they were checked: the next check sees the newer pair.
             log.warning(
-                "changed certificate files do not load yet; keeping the loaded pair",
+                "changed certificate files do not load; keeping the loaded pair",
                 extra={"cert_file": str(self.cert_file), "error": str(err)},
             )
             return False
-        self._stamp = stamp
-        log.info("serving certificate reloaded", extra={"cert_file": str(self.cert_file)})
         if self._on_reload is not None:
             self._on_reload()
         return True
