@@ -1,5 +1,6 @@
 """``leoflow certs generate`` (files for a manifest install) and ``leoflow certs keep`` (the
-in-cluster rotation loop: one Secret, our MutatingWebhookConfiguration's ``caBundle``)."""
+in-cluster rotation loop: the webhook's Secret and our MutatingWebhookConfiguration's
+``caBundle``, and with ``--controller-service`` the controller's agent-endpoint Secret)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from kubernetes_asyncio import client, config
 
 from leoflow.certs import authority, rotation, syncing
 from leoflow.cli import EXIT_OK, EXIT_USAGE, CommandError
+from leoflow.install.rendering import CONTROLLER_CA_COMMON_NAME, CONTROLLER_SECRET
 
 FILES = ("ca.crt", "ca.key", "tls.crt", "tls.key")
 
@@ -41,10 +43,12 @@ def register(subparsers: Any) -> None:
 
     keep = actions.add_parser(
         "keep",
-        help="keep the webhook's Secret and caBundle rotated (run exactly one, e.g. in the leader)",
+        help="keep the webhook's and the controller's TLS Secrets rotated (run exactly one)",
         description="Every --interval seconds: issue or renew the CA and serving certificate in the Secret, "
         "and put the CA (plus the previous one during an overlap) into every caBundle of the "
-        "MutatingWebhookConfiguration. Uses the in-cluster service account, else --kubeconfig/KUBECONFIG.",
+        "MutatingWebhookConfiguration. With --controller-service, the same for the controller's "
+        "agent endpoint, whose ca.crt carries the CAs agents must trust. A Secret cert-manager issued "
+        "is left alone. Uses the in-cluster service account, else --kubeconfig/KUBECONFIG.",
     )
     keep.add_argument("--namespace", required=True, help="namespace of the Secret and the webhook Service")
     keep.add_argument("--service", required=True, help="the webhook Service's name")
@@ -57,6 +61,15 @@ def register(subparsers: Any) -> None:
         help="MutatingWebhookConfiguration name (default leoflow-agent-injector)",
     )
     keep.add_argument("--ip", action="append", default=[], help="an IP SAN (repeatable)")
+    keep.add_argument(
+        "--controller-service",
+        help="the controller's Service (agent endpoint): also keep --controller-secret (default: do not)",
+    )
+    keep.add_argument(
+        "--controller-secret",
+        default=CONTROLLER_SECRET,
+        help=f"the controller's TLS Secret name (default {CONTROLLER_SECRET})",
+    )
     keep.add_argument("--interval", type=float, default=300.0, help="seconds between rounds (default 300)")
     keep.add_argument(
         "--kubeconfig", default=os.environ.get("KUBECONFIG"), help="outside a cluster [KUBECONFIG]"
@@ -107,14 +120,16 @@ def run_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _keep(args: argparse.Namespace, target: syncing.Target) -> None:
+async def _keep(args: argparse.Namespace, targets: list[syncing.Target]) -> None:
     if args.kubeconfig:
         api = await config.new_client_from_config(config_file=args.kubeconfig)
     else:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
         api = client.ApiClient()
     async with api:
-        await syncing.keep_certificates(api, target, policy=rotation.RotationPolicy(), interval=args.interval)
+        await syncing.keep_certificates(
+            api, targets, policy=rotation.RotationPolicy(), interval=args.interval
+        )
 
 
 def run_keep(args: argparse.Namespace) -> int:
@@ -125,15 +140,29 @@ def run_keep(args: argparse.Namespace) -> int:
             raise CommandError(f"--ip {ip!r} is not an IP address", EXIT_USAGE) from None
     if args.interval <= 0:
         raise CommandError("--interval must be positive", EXIT_USAGE)
-    target = syncing.Target(
-        namespace=args.namespace,
-        secret_name=args.secret,
-        webhook_configuration=args.webhook_configuration,
-        dns_names=authority.service_dns_names(args.service, args.namespace),
-        ip_addresses=tuple(args.ip),
-    )
+    targets = [
+        syncing.Target(
+            namespace=args.namespace,
+            secret_name=args.secret,
+            webhook_configuration=args.webhook_configuration,
+            dns_names=authority.service_dns_names(args.service, args.namespace),
+            ip_addresses=tuple(args.ip),
+        )
+    ]
+    if args.controller_service:
+        if args.controller_secret == args.secret:
+            raise CommandError("--controller-secret must differ from --secret", EXIT_USAGE)
+        targets.append(
+            syncing.Target(
+                namespace=args.namespace,
+                secret_name=args.controller_secret,
+                webhook_configuration=None,
+                dns_names=authority.service_dns_names(args.controller_service, args.namespace),
+                ca_common_name=CONTROLLER_CA_COMMON_NAME,
+            )
+        )
     try:
-        asyncio.run(_keep(args, target))
+        asyncio.run(_keep(args, targets))
     except config.ConfigException as err:
         raise CommandError(f"no Kubernetes credentials: {err}") from None
     return EXIT_OK

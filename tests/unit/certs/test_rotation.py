@@ -131,3 +131,136 @@ def test_bundle_always_trusts_the_certificate_served_before_and_after_each_round
             assert any(authority.signed_by(before.serving.cert, ca) for ca in trusted)
         assert any(authority.signed_by(state.serving.cert, ca) for ca in trusted)
         assert not rotation.renewal_due(state.serving.cert, now=now, fraction=POLICY.renew_fraction)
+
+
+# --- the controller's agent-endpoint Secret: ca.crt is the trust bundle --------------------------
+
+AGENT_NAMES = authority.service_dns_names("leoflow-controller", "leoflow-system")
+
+
+def rotate_agent_secret(
+    data: dict[str, str] | None, now: datetime.datetime
+) -> tuple[rotation.Rotation, dict[str, str]]:
+    """One keeper round on the controller's Secret, through its stored form."""
+    result = rotation.rotate(
+        rotation.state_from_secret_data(data),
+        dns_names=AGENT_NAMES,
+        ip_addresses=(),
+        now=now,
+        policy=POLICY,
+        ca_common_name="leoflow-agent-ca",
+    )
+    if not result.changed:
+        assert data is not None
+        return result, data
+    return result, rotation.secret_data(result.state, bundle_in_ca_crt=True)
+
+
+def ca_crt(data: dict[str, str]) -> list[x509.Certificate]:
+    return [cert for _, cert in rotation._certificates(base64.b64decode(data["ca.crt"]))]
+
+
+def served(data: dict[str, str]) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(base64.b64decode(data["tls.crt"]))
+
+
+def test_agent_secret_carries_old_and_new_ca_in_ca_crt_during_the_overlap_only() -> None:
+    first, data = rotate_agent_secret(None, T0)
+    assert set(data) == {"tls.crt", "tls.key", "ca.crt", "ca.key"}
+    assert [c.subject.rfc4514_string() for c in ca_crt(data)] == ["CN=leoflow-agent-ca"]
+    assert authority.subject_alternative_names(served(data)) == (frozenset(AGENT_NAMES), frozenset())
+
+    renewed, data = rotate_agent_secret(data, T0 + 21 * DAY)
+    assert renewed.reasons == ("serving certificate due for renewal",)
+    assert renewed.state.ca == first.state.ca
+
+    rotated, data = rotate_agent_secret(data, T0 + 201 * DAY)
+    assert "CA due for renewal" in rotated.reasons
+    assert first.state.ca is not None and rotated.state.ca is not None
+    assert ca_crt(data) == [first.state.ca.cert, rotated.state.ca.cert]
+    assert rotation.state_from_secret_data(data) == rotated.state
+    assert authority.signed_by(served(data), rotated.state.ca.cert)
+
+    quiet, _ = rotate_agent_secret(data, T0 + 201 * DAY + DAY / 2)
+    assert not quiet.changed
+    after, data = rotate_agent_secret(data, T0 + 203 * DAY)
+    assert after.reasons == ("previous CA left the overlap",)
+    assert ca_crt(data) == [rotated.state.ca.cert]
+
+
+def test_both_secrets_are_kept_by_the_same_decisions_independently() -> None:
+    webhook = rotate(rotation.CertState(), T0).state
+    agent, agent_data = rotate_agent_secret(None, T0 + 5 * DAY)
+    assert webhook.ca is not None and agent.state.ca is not None
+    assert webhook.ca.cert.subject != agent.state.ca.cert.subject
+    # Each renews at two thirds of its own lifetime: the webhook's first, the agents' five days later.
+    assert rotate(webhook, T0 + 21 * DAY).changed
+    assert not rotate_agent_secret(agent_data, T0 + 21 * DAY)[0].changed
+    assert rotate_agent_secret(agent_data, T0 + 26 * DAY)[0].reasons == (
+        "serving certificate due for renewal",
+    )
+
+
+def install_print_secret(now: datetime.datetime) -> tuple[dict[str, str], authority.CertificatePair]:
+    """The controller Secret as `leoflow install --print` writes it: no CA key."""
+    ca = authority.new_ca(common_name="leoflow-agent-ca", now=now, validity=POLICY.ca_validity)
+    serving = authority.issue_serving(
+        ca, dns_names=AGENT_NAMES, ip_addresses=(), now=now, validity=POLICY.serving_validity
+    )
+    raw = {"ca.crt": ca.cert_pem, "tls.crt": serving.cert_pem, "tls.key": serving.key_pem}
+    return {k: base64.b64encode(v).decode() for k, v in raw.items()}, ca
+
+
+def test_secret_without_the_ca_key_is_adopted_as_it_is_while_sound() -> None:
+    data, ca = install_print_secret(T0)
+    state = rotation.state_from_secret_data(data)
+    assert state.ca is None and state.unkeyed_ca == ca.cert_pem
+    result, kept = rotate_agent_secret(data, T0 + 19 * DAY)
+    assert not result.changed
+    assert kept is data
+
+
+def test_secret_without_the_ca_key_is_superseded_by_a_new_ca_that_trusts_it_during_the_overlap() -> None:
+    data, adopted = install_print_secret(T0)
+    result, data = rotate_agent_secret(data, T0 + 21 * DAY)
+    assert result.reasons == (
+        "no key for the adopted CA, and serving certificate due for renewal",
+        "serving certificate not signed by the current CA",
+    )
+    assert result.state.ca is not None
+    assert ca_crt(data) == [adopted.cert, result.state.ca.cert]
+    assert authority.signed_by(served(data), result.state.ca.cert)
+    # From now on the keeper holds the key: the next rounds are ordinary ones.
+    assert rotation.state_from_secret_data(data) == result.state
+    assert rotate_agent_secret(data, T0 + 23 * DAY)[0].reasons == ("previous CA left the overlap",)
+
+
+def test_secret_without_the_ca_key_and_wrong_names_is_reissued() -> None:
+    data, _ = install_print_secret(T0)
+    result = rotation.rotate(
+        rotation.state_from_secret_data(data),
+        dns_names=NAMES,
+        ip_addresses=(),
+        now=T0 + DAY,
+        policy=POLICY,
+    )
+    assert result.reasons[0] == "no key for the adopted CA, and serving certificate names changed"
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=150), min_size=1, max_size=6), st.booleans())
+def test_agent_ca_crt_always_trusts_the_certificate_served_before_and_after_each_round(
+    gaps: list[int], adopted: bool
+) -> None:
+    now = T0
+    data = install_print_secret(now)[0] if adopted else rotate_agent_secret(None, now)[1]
+    for gap in gaps:
+        now += gap * DAY
+        before = served(data)
+        _, data = rotate_agent_secret(data, now)
+        trusted = ca_crt(data)
+        newest = trusted[-1]
+        if now < before.not_valid_after_utc and now < newest.not_valid_before_utc + POLICY.overlap:
+            assert any(authority.signed_by(before, ca) for ca in trusted)
+        assert any(authority.signed_by(served(data), ca) for ca in trusted)
+        assert not rotation.renewal_due(served(data), now=now, fraction=POLICY.renew_fraction)
