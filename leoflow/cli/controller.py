@@ -3,6 +3,12 @@ the agent gRPC server, and /metrics /healthz /readyz).
 
 SIGTERM and SIGINT stop it gracefully: workers finish their current API calls, the Lease is
 released so a standby takes over at once, and the agent server drains.
+
+The agent server's certificate may not exist yet when the controller starts (a plain
+``kubectl apply -k`` install: the certificate keeper issues Secret ``leoflow-controller-tls`` and
+the kubelet projects it into the pod up to a minute later). Then the controller runs without the
+agent server, logging that it waits: agents fall back to the termination message and results
+arrive through the pod watch, until the files appear and the server starts.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient, Configuration
 
 from leoflow import logfmt
+from leoflow.certs.servingfiles import ServingFiles
 from leoflow.cli import EXIT_OK, EXIT_USAGE, CommandError
-from leoflow.controller.agentserver import AgentServer, ServerTls
+from leoflow.controller.agentserver import AgentServer, CertificateUnavailable, ServerTls
 from leoflow.controller.agentsink import RunReportSink
 from leoflow.controller.app import Controller, ControllerSettings, default_identity
 from leoflow.controller.cleanup import PolicyError, parse_policy
@@ -173,19 +180,43 @@ async def _serve(
     runner, port = await start_health_server(*metrics_address, lambda: controller.ready)
     log.info("serving health and metrics", extra={"address": f"{metrics_address[0]}:{port}"})
     agents: AgentServer | None = None
+    waiting: asyncio.Task[None] | None = None
     try:
         if agent_address is not None:
             reviewer = None if tls is None else TokenReviewer(controller.transport)
             agents = AgentServer(
                 RunReportSink(controller.reconciler), reviewer, tls=tls, metrics=controller.metrics
             )
-            bound = await agents.start(*agent_address)
-            log.info(
-                "serving agents", extra={"address": f"{agent_address[0]}:{bound}", "tls": tls is not None}
-            )
+            try:
+                await _start_agents(agents, agent_address, tls)
+            except CertificateUnavailable:
+                if tls is None:  # only a TLS server has certificate files to wait for
+                    raise
+                waiting = asyncio.create_task(_start_agents_when_certified(agents, agent_address, tls))
         await controller.run(stop)
     finally:
+        if waiting is not None:
+            waiting.cancel()
         if agents is not None:
             await agents.stop()
         await runner.cleanup()
         await api.close()
+
+
+async def _start_agents(agents: AgentServer, address: tuple[str, int], tls: ServerTls | None) -> None:
+    bound = await agents.start(*address)
+    log.info("serving agents", extra={"address": f"{address[0]}:{bound}", "tls": tls is not None})
+
+
+async def _start_agents_when_certified(agents: AgentServer, address: tuple[str, int], tls: ServerTls) -> None:
+    """Starts the agent server once its certificate files hold a valid pair."""
+    log.warning(
+        "agent server not started: no serving certificate yet; results come through the pod watch",
+        extra={"cert_file": str(tls.cert_file), "key_file": str(tls.key_file)},
+    )
+    await ServingFiles(tls.cert_file, tls.key_file).wait()
+    try:
+        await _start_agents(agents, address, tls)
+    except (OSError, CertificateUnavailable):
+        # The controller goes on without the fast path rather than stopping all work.
+        log.exception("agent server could not start; results come through the pod watch")

@@ -19,7 +19,6 @@ No input ends the server: every failure is a status for that call alone. See doc
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from google.protobuf.message import DecodeError, Message
 from prometheus_client import CollectorRegistry
 
 from leoflow.agent.v1 import agent_pb2
+from leoflow.certs.servingfiles import ServingFiles, ServingPair
 from leoflow.controller.metrics import ControllerMetrics
 from leoflow.controller.tokenreview import (
     IdentityMismatch,
@@ -104,10 +104,15 @@ class IdentityVerifier(Protocol):
 
 @dataclass(frozen=True)
 class ServerTls:
-    """The serving certificate and key (PEM files). New connections pick up replaced files."""
+    """The serving certificate and key (PEM files). New connections pick up replaced files;
+    a half-replaced pair (new certificate, old key) is not served."""
 
     cert_file: Path
     key_file: Path
+
+
+class CertificateUnavailable(Exception):
+    """``start``: the TLS files do not hold a serving certificate and key (yet)."""
 
 
 class InvalidReport(Exception):
@@ -329,6 +334,8 @@ class AgentServer:
                 bound = server.add_insecure_port(address)
             else:
                 bound = server.add_secure_port(address, _reloading_credentials(self._tls))
+        except (OSError, ValueError) as exc:
+            raise CertificateUnavailable(str(exc)) from exc
         except RuntimeError as exc:
             raise OSError(f"agent server cannot listen on {address}: {exc}") from exc
         if bound == 0:
@@ -450,42 +457,24 @@ def _parse(request_type: type[Message], raw: bytes) -> Message:
 
 
 def _reloading_credentials(tls: ServerTls) -> grpc.ServerCredentials:
-    """Credentials whose certificate is re-read when the files change (checked per handshake)."""
-    loader = _CertificateFiles(tls)
+    """Credentials whose certificate is re-read when the files change (checked per handshake).
+
+    grpc swaps the configuration for new handshakes only; open connections keep theirs.
+    Raises ``OSError``/``ValueError`` when the files do not hold a valid pair now.
+    """
+    files = ServingFiles(tls.cert_file, tls.key_file)
+
+    def configuration(pair: ServingPair) -> grpc.ServerCertificateConfiguration:
+        return grpc.ssl_server_certificate_configuration([(pair.key_pem, pair.cert_pem)])
+
+    def fetch() -> grpc.ServerCertificateConfiguration | None:
+        pair = files.changed()
+        return None if pair is None else configuration(pair)
+
     # The stub says the fetcher must return a configuration; grpc's docs (and code) take None as
     # "unchanged", which is what keeps the per-handshake check cheap.
     return grpc.dynamic_ssl_server_credentials(
-        loader.load(),
-        loader.changed,  # type: ignore[arg-type]
+        configuration(files.load()),
+        fetch,  # type: ignore[arg-type]
         require_client_authentication=False,
     )
-
-
-class _CertificateFiles:
-    def __init__(self, tls: ServerTls) -> None:
-        self._tls = tls
-        self._seen: tuple[int, ...] = ()
-
-    def _stamp(self) -> tuple[int, ...]:
-        cert, key = os.stat(self._tls.cert_file), os.stat(self._tls.key_file)
-        return (cert.st_mtime_ns, cert.st_ino, cert.st_size, key.st_mtime_ns, key.st_ino, key.st_size)
-
-    def load(self) -> grpc.ServerCertificateConfiguration:
-        stamp = self._stamp()
-        config = grpc.ssl_server_certificate_configuration(
-            [(self._tls.key_file.read_bytes(), self._tls.cert_file.read_bytes())]
-        )
-        self._seen = stamp
-        return config
-
-    def changed(self) -> grpc.ServerCertificateConfiguration | None:
-        try:
-            if self._stamp() == self._seen:
-                return None
-            config = self.load()
-        except OSError as exc:
-            # Mid-rotation (one file replaced, the other not yet): keep serving the old pair.
-            log.warning("serving certificate not reloaded", extra={"error": str(exc)})
-            return None
-        log.info("serving certificate reloaded", extra={"cert": str(self._tls.cert_file)})
-        return config
