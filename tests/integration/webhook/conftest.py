@@ -96,6 +96,8 @@ def webhook(tls_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             AGENT_IMAGE,
             "--controller-addr",
             CONTROLLER_ADDR,
+            "--agent-in-image",
+            f"{images.BASE_WITH_AGENT_IMAGE}={images.AGENT_IN_IMAGE_PATH}",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

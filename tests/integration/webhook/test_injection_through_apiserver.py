@@ -110,6 +110,19 @@ def test_pod_annotated_with_an_agent_path_gets_no_init_container(
     assert pod["metadata"]["annotations"]["leoflow.io/agent-version"]
 
 
+def test_pod_of_an_image_in_the_agent_in_image_index_gets_no_init_container(
+    cluster: ClusterHandle, namespace: str, active_webhook: str
+) -> None:
+    manifest = labelled_pod("indexed", command=["true"])
+    manifest["spec"]["containers"][0]["image"] = images.BASE_WITH_AGENT_IMAGE
+    result = dry_run_create(cluster, namespace, manifest)
+    assert result.returncode == 0, result.stderr
+    pod = json.loads(result.stdout)
+    assert not is_injected(pod)
+    assert "initContainers" not in pod["spec"]
+    assert pod["spec"]["containers"][0]["command"] == [images.AGENT_IN_IMAGE_PATH, "run", "--", "true"]
+
+
 def test_a_bad_agent_path_annotation_is_denied_saying_what_to_write(
     cluster: ClusterHandle, namespace: str, active_webhook: str
 ) -> None:
