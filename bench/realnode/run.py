@@ -6,12 +6,15 @@ agent path. Each task prints a wall-clock stamp as its first and its last action
 host clock for every container of the node), so a transition's gap is the downstream's first
 stamp minus the unlocking upstream's last stamp, read back from the kept pods' logs.
 
-Two controllers run side by side, each scoped to a namespace of its own, and the runs alternate
-between them (one run at a time on the node, the order flipped each round, so load drifts reach
-both paths alike):
+One controller per path runs, each scoped to a namespace of its own, and the runs alternate
+between them (one run at a time on the node, the order rotated each round, so load drifts reach
+every path alike; ``--paths`` picks which):
 
 * **agent**: the webhook injects the agent, which reports ``Finished`` over gRPC with TLS (real
   TokenReview) to the controller; the pod watch only confirms.
+* **agent-in-image**: the same, but the tasks' image already holds the agent
+  (``leoflow.dev/base-agent:dev``, the base image plus ``/usr/local/bin/leoflow-agent``) and this
+  path's webhook has ``--agent-in-image`` for it, so its pods get no init container.
 * **pod**: the controller runs with ``--no-agent-server`` and the webhook does not select its
   namespace, so its pods run the bare command and only the pod watch completes tasks (what the
   pod-status path covers: pods without a working agent).
@@ -41,7 +44,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AsyncExitStack, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,8 +67,14 @@ from leoflow.dev import cluster, images
 from leoflow.dev.node import NODE_TYPE_LABEL, load_image
 from leoflow.dev.processes import Layout
 from leoflow.spec.compiler import compile_text
+from leoflow.webhook.registration import only_namespaces, webhook_configuration
 
-PATHS = ("agent", "pod")
+PATHS = ("agent", "agent-in-image", "pod")
+IMAGES = {
+    "agent": images.BASE_IMAGE,
+    "agent-in-image": images.BASE_WITH_AGENT_IMAGE,
+    "pod": images.BASE_IMAGE,
+}
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
 
 
@@ -78,13 +87,13 @@ def fan(width: int) -> dict[str, list[str]]:
     return {"src": [], **{b: ["src"] for b in branches}, "join": branches}
 
 
-def dag_text(name: str, upstreams: dict[str, list[str]]) -> str:
+def dag_text(name: str, upstreams: dict[str, list[str]], image: str = images.BASE_IMAGE) -> str:
     """A leoflow.yaml whose every task only prints its two stamps, on the real node, no retries."""
     command = json.dumps(["sh", "-c", TASK_SCRIPT])
     selector = json.dumps({NODE_TYPE_LABEL: "real"})
     lines = [
         f"dag: {name}",
-        f"image: {images.BASE_IMAGE}",
+        f"image: {image}",
         f"defaults: {{nodeSelector: {selector}, retries: 0}}",
         "tasks:",
     ]
@@ -343,48 +352,97 @@ def difference(left: dict[str, Any], right: dict[str, Any], stat: str) -> float 
     return round(float(left[stat]) - float(right[stat]), 1)
 
 
+def comparisons(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each pair of paths measured: the gap's ratio, and the difference in pod start at p50 (the
+    same kubelet work with and without the injection, and with the agent copied or in the image)."""
+    out: dict[str, Any] = {}
+    pairs = (("pod", "agent"), ("agent-in-image", "agent"), ("pod", "agent-in-image"))
+    for top, bottom in pairs:
+        if top not in results or bottom not in results:
+            continue
+        top_key, bottom_key = top.replace("-", "_"), bottom.replace("-", "_")
+        out[f"{top_key}_over_{bottom_key}"] = {
+            stat: ratio(results[top]["gap"], results[bottom]["gap"], stat) for stat in ("p50_ms", "p90_ms")
+        }
+        out[f"pod_start_{bottom_key}_minus_{top_key}_p50_ms"] = difference(
+            results[bottom]["breakdown"]["pod_seen_to_start"],
+            results[top]["breakdown"]["pod_seen_to_start"],
+            "p50_ms",
+        )
+    return out
+
+
 def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
 @contextmanager
+def registered(
+    state: cluster.ClusterState, path: str, url: str, tls: demo.Tls, namespace: str
+) -> Iterator[None]:
+    """One MutatingWebhookConfiguration per injected path, scoped to that path's namespace."""
+    name = f"leoflow-realnode-{path}"
+    config = webhook_configuration(
+        name, url=url, ca_bundle=tls.ca.read_bytes(), namespace_selector=only_namespaces([namespace])
+    )
+    demo.kubectl(state, "apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(config))
+    try:
+        yield
+    finally:
+        cluster.kubectl(
+            state, "delete", "mutatingwebhookconfiguration", name, "--ignore-not-found", check=False
+        )
+
+
+def webhook_argv(path: str, port: int, agent_addr: str, tls: demo.Tls) -> list[str]:
+    """The demo's webhook; on the agent-in-image path it knows the tasks' image holds the agent."""
+    argv = demo.webhook_argv(port, agent_addr, tls)
+    if path == "agent-in-image":
+        argv += ["--agent-in-image", f"{images.BASE_WITH_AGENT_IMAGE}={images.AGENT_IN_IMAGE_PATH}"]
+    return argv
+
+
+@contextmanager
 def processes(state: cluster.ClusterState, lanes: dict[str, Lane], work: Path) -> Iterator[None]:
-    """The webhook (selecting the agent lane's namespace only) and one controller per lane."""
+    """One controller per lane; for each injected lane a webhook reporting to its controller and
+    selecting its namespace only."""
     address = state.node_address
     if address is None:
         raise SystemExit(f"the cluster in {state.home} has no real node")
     tls = demo.write_tls(work / "tls", ("127.0.0.1", address))
     for lane in lanes.values():
         demo.prepare_namespace(state, lane.namespace, tls)
-    agent_addr = f"{address}:{demo.free_port(address)}"
-    agent = lanes["agent"]
-    argv = {
-        "agent": demo.controller_argv(state, agent.namespace, agent_addr, agent.metrics_port, tls),
-        "pod": [
-            sys.executable, "-m", "leoflow", "controller", "run", "--kubeconfig", str(state.kubeconfig),
-            "--namespace", lanes["pod"].namespace, "--no-leader-elect", "--no-agent-server",
-            "--metrics-address", f"127.0.0.1:{lanes['pod'].metrics_port}",
-        ],
-    }  # fmt: skip
+    agent_addrs = {path: f"{address}:{demo.free_port(address)}" for path in lanes if path != "pod"}
     with ExitStack() as stack:
         for path, lane in lanes.items():
+            if path == "pod":
+                argv = [
+                    sys.executable, "-m", "leoflow", "controller", "run",
+                    "--kubeconfig", str(state.kubeconfig), "--namespace", lane.namespace,
+                    "--no-leader-elect", "--no-agent-server",
+                    "--metrics-address", f"127.0.0.1:{lane.metrics_port}",
+                ]  # fmt: skip
+            else:
+                argv = demo.controller_argv(state, lane.namespace, agent_addrs[path], lane.metrics_port, tls)
             name = f"controller-{path}"
-            process = stack.enter_context(demo.child(name, [*argv[path], "--cleanup", "keep-all"], work))
+            process = stack.enter_context(demo.child(name, [*argv, "--cleanup", "keep-all"], work))
             url = f"http://127.0.0.1:{lane.metrics_port}/readyz"
             demo.wait_ready(name, process, url, None, work / f"{name}.log")
-        port = demo.free_port("127.0.0.1")
-        webhook = stack.enter_context(demo.child("webhook", demo.webhook_argv(port, agent_addr, tls), work))
         context = ssl.create_default_context(cafile=str(tls.ca))
-        demo.wait_ready("webhook", webhook, f"https://127.0.0.1:{port}/readyz", context, work / "webhook.log")
-        stack.enter_context(
-            demo.registered_webhook(state, f"https://127.0.0.1:{port}/mutate-pods", tls, agent.namespace)
-        )
+        for path, agent_addr in agent_addrs.items():
+            port = demo.free_port("127.0.0.1")
+            name = f"webhook-{path}"
+            webhook = stack.enter_context(demo.child(name, webhook_argv(path, port, agent_addr, tls), work))
+            demo.wait_ready(name, webhook, f"https://127.0.0.1:{port}/readyz", context, work / f"{name}.log")
+            url = f"https://127.0.0.1:{port}/mutate-pods"
+            stack.enter_context(registered(state, path, url, tls, lanes[path].namespace))
         yield
 
 
 async def measure(state: cluster.ClusterState, args: argparse.Namespace) -> dict[str, Any]:
     suffix = uuid.uuid4().hex[:6]
-    lanes = {path: Lane(path, f"realnode-{path}-{suffix}", demo.free_port("127.0.0.1")) for path in PATHS}
+    paths: tuple[str, ...] = tuple(args.paths)
+    lanes = {path: Lane(path, f"realnode-{path}-{suffix}", demo.free_port("127.0.0.1")) for path in paths}
     shapes = {"chain": chain(args.chain), "fan": fan(args.fan_width)}
     schedule = [("chain", i) for i in range(args.warmup + args.runs)]
     schedule += [("fan", i) for i in range(args.warmup + args.fan_runs)]
@@ -396,9 +454,9 @@ async def measure(state: cluster.ClusterState, args: argparse.Namespace) -> dict
     began = time.monotonic()
     try:
         with processes(state, lanes, work):
-            for lane in lanes.values():
+            for path, lane in lanes.items():
                 for dag, upstreams in shapes.items():
-                    resource = compile_text(dag_text(dag, upstreams)).resource(lane.namespace)
+                    resource = compile_text(dag_text(dag, upstreams, IMAGES[path])).resource(lane.namespace)
                     demo.kubectl(state, "apply", "--server-side", "-f", "-", input=json.dumps(resource))
             watches = []
             for lane in lanes.values():
@@ -407,12 +465,14 @@ async def measure(state: cluster.ClusterState, args: argparse.Namespace) -> dict
                 )
                 watch.add_handler(lane.watch.on_pod)
                 watches.append(watch)
-            async with watches[0], watches[1]:
+            async with AsyncExitStack() as informers:
+                for watch in watches:
+                    await informers.enter_async_context(watch)
                 for watch in watches:
                     await watch.wait_synced()
                 for number, (dag, i) in enumerate(schedule):
-                    order = PATHS if number % 2 == 0 else PATHS[::-1]
-                    for path in order:
+                    turn = number % len(paths)
+                    for path in paths[turn:] + paths[:turn]:
                         lane = lanes[path]
                         record = await run_once(
                             transport,
@@ -441,18 +501,8 @@ async def measure(state: cluster.ClusterState, args: argparse.Namespace) -> dict
         "what": "upstream process exit (last stamp) -> downstream process start (first stamp), real node",
         "shapes": {"chain_tasks": args.chain, "fan_width": args.fan_width},
         "runs_per_path": {"chain": args.runs, "fan": args.fan_runs, "warmup_rounds_not_counted": args.warmup},
-        "agent_path": results["agent"],
-        "pod_path": results["pod"],
-        "pod_over_agent": {
-            stat: ratio(results["pod"]["gap"], results["agent"]["gap"], stat) for stat in ("p50_ms", "p90_ms")
-        },
-        # The agent's price at pod start (its init container, then the agent before the command):
-        # the same kubelet work with and without the injection.
-        "pod_start_agent_minus_pod_p50_ms": difference(
-            results["agent"]["breakdown"]["pod_seen_to_start"],
-            results["pod"]["breakdown"]["pod_seen_to_start"],
-            "p50_ms",
-        ),
+        **{f"{path.replace('-', '_')}_path": result for path, result in results.items()},
+        **comparisons(results),
         "controller_transition_histogram": metrics,
         "machine_load": {
             "at_start_1_5_15m": started,
@@ -480,13 +530,18 @@ def main() -> int:
     parser.add_argument("--fan-width", type=int, default=3, help="tasks between the fan's first and last")
     parser.add_argument("--warmup", type=int, default=1, help="rounds of each shape not counted")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds one run may take")
+    parser.add_argument(
+        "--paths", nargs="+", choices=PATHS, default=list(PATHS), help="paths to measure (default: all)"
+    )
     args = parser.parse_args()
     home = args.home.resolve()
     was_running = cluster.ClusterState.load(home) is not None
     state = cluster.up(cluster.UpOptions(home=home, kwok_nodes=0, real_node=True))
     try:
         demo.install_crds(state)
-        load_image(home, images.agent_spec(demo.agent_binary()))
+        agent = demo.agent_binary()
+        load_image(home, images.agent_spec(agent))
+        load_image(home, images.base_with_agent_spec(agent))
         result = asyncio.run(measure(state, args))
     except (StampError, CommandError, cluster.ClusterError) as err:
         print(f"realnode: {err}", file=sys.stderr)
