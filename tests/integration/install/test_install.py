@@ -182,6 +182,8 @@ ALLOWED = [
     (CONTROLLER, "update", "leases.coordination.k8s.io/leoflow-controller", "-n", NAMESPACE),
     (KEEPER, "get", "secrets/leoflow-webhook-tls", "-n", NAMESPACE),
     (KEEPER, "update", "secrets/leoflow-webhook-tls", "-n", NAMESPACE),
+    (KEEPER, "get", "secrets/leoflow-controller-tls", "-n", NAMESPACE),
+    (KEEPER, "update", "secrets/leoflow-controller-tls", "-n", NAMESPACE),
     (KEEPER, "create", "secrets", "-n", NAMESPACE),
     (KEEPER, "get", f"mutatingwebhookconfigurations.admissionregistration.k8s.io/{CONFIGURATION}"),
     (KEEPER, "patch", f"mutatingwebhookconfigurations.admissionregistration.k8s.io/{CONFIGURATION}"),
@@ -211,7 +213,9 @@ DENIED = [
     (WEBHOOK, "create", "leases.coordination.k8s.io", "-n", NAMESPACE),
     (KEEPER, "list", "pods", "--all-namespaces"),
     (KEEPER, "list", "secrets", "-n", NAMESPACE),
-    (KEEPER, "get", "secrets/leoflow-controller-tls", "-n", NAMESPACE),
+    (KEEPER, "get", "secrets/someone-elses", "-n", NAMESPACE),
+    (KEEPER, "delete", "secrets/leoflow-controller-tls", "-n", NAMESPACE),
+    (KEEPER, "get", "secrets/leoflow-controller-tls", "-n", "team-a"),
     (KEEPER, "create", "secrets", "-n", "team-a"),
     (KEEPER, "list", "mutatingwebhookconfigurations.admissionregistration.k8s.io"),
     (KEEPER, "patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io/someone-elses"),
@@ -281,6 +285,7 @@ def test_certificate_keeper_holds_exactly_its_grants(installed: ClusterHandle) -
         configuration,
         ("secrets", "", "create"),
         ("secrets", "leoflow-webhook-tls", "get update"),
+        ("secrets", "leoflow-controller-tls", "get update"),
     }
 
 
