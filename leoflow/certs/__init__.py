@@ -1,6 +1,8 @@
-"""TLS material for the webhook: a CA, a serving certificate, and keeping them fresh in-cluster.
+"""TLS material for the webhook and the controller's agent endpoint: CAs, serving certificates,
+and keeping them fresh in-cluster.
 
-``authority`` issues certificates, ``rotation`` decides (purely) when to renew and what the
-``caBundle`` must hold, ``syncing`` is the thin loop that writes the decision to a Secret and the
-MutatingWebhookConfiguration. cert-manager is the documented alternative (docs/webhook.md).
+``authority`` issues certificates, ``rotation`` decides (purely) when to renew and what clients
+must trust meanwhile, ``syncing`` is the thin loop that writes the decisions to the Secrets and
+the MutatingWebhookConfiguration, ``servingfiles`` is how a server reads and reloads the pair it
+serves. cert-manager is the documented alternative (docs/install.md).
 """
