@@ -175,6 +175,18 @@ def secret_data(cluster: ClusterHandle, name: str) -> dict[str, str] | None:
     return json.loads(found.stdout)["data"] if found.returncode == 0 else None
 
 
+def issued_controller_secret(cluster: ClusterHandle) -> dict[str, str]:
+    """The controller's Secret once the keeper has issued it."""
+    wait_for(
+        "Secret leoflow-controller-tls",
+        lambda: secret_data(cluster, CONTROLLER_SECRET) is not None,
+        within=60,
+    )
+    data = secret_data(cluster, CONTROLLER_SECRET)
+    assert data is not None
+    return data
+
+
 def decoded(data: dict[str, str], key: str) -> bytes:
     return base64.b64decode(data[key])
 
@@ -276,13 +288,7 @@ def test_keeper_issues_the_controller_secret_for_the_service_names(
     self_managed_install: ClusterHandle,
 ) -> None:
     cluster = self_managed_install
-    wait_for(
-        "Secret leoflow-controller-tls",
-        lambda: secret_data(cluster, CONTROLLER_SECRET) is not None,
-        within=60,
-    )
-    data = secret_data(cluster, CONTROLLER_SECRET)
-    assert data is not None
+    data = issued_controller_secret(cluster)
     assert set(data) == {"ca.crt", "ca.key", "tls.crt", "tls.key"}
     (ca,) = bundle(data)
     served = served_in(data)
@@ -353,13 +359,7 @@ def test_controller_waits_for_its_secret_then_serves_agents_and_follows_renewals
         "nothing listens yet"
     )
 
-    wait_for(
-        "Secret leoflow-controller-tls",
-        lambda: secret_data(cluster, CONTROLLER_SECRET) is not None,
-        within=60,
-    )
-    first = secret_data(cluster, CONTROLLER_SECRET)
-    assert first is not None
+    first = issued_controller_secret(cluster)
     project(first, projected, items)
     wait_for("the agent server", lambda: b"serving agents" in log.read_bytes(), within=30)
     assert agent_call(port, decoded(first, "ca.crt"), namespace) == grpc.StatusCode.UNAUTHENTICATED
