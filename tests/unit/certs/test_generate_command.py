@@ -65,3 +65,9 @@ def test_generate_rejects_a_bad_ip_with_usage_exit(
 def test_keep_rejects_a_bad_ip_before_touching_the_cluster(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["certs", "keep", "--namespace", "ns", "--service", "wh", "--ip", "x"]) == 2
     assert "--ip 'x' is not an IP address" in capsys.readouterr().err
+
+
+def test_keep_refuses_one_secret_for_both_endpoints(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["certs", "keep", "--namespace", "ns", "--service", "wh", "--controller-service", "ctl"]
+    assert main([*argv, "--controller-secret", "leoflow-webhook-tls"]) == 2
+    assert "--controller-secret must differ from --secret" in capsys.readouterr().err
