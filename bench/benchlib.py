@@ -1,4 +1,5 @@
-"""What every benchmark shares: a dev cluster for the run, percentiles, and the JSON result file.
+"""What every benchmark shares: a dev cluster for the run, percentiles, the JSON result file, and
+what the benchmarks that start a controller process need (a free port, its metrics page).
 
 Benchmarks are not tests: they report numbers, and later throughput figures are read as ratios to
 the bare-client baseline measured in the same ``make bench`` run (these machines are noisy).
@@ -9,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import statistics
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,3 +74,20 @@ def bench_cluster() -> Iterator[cluster.ClusterState]:
     finally:
         if not shared:
             cluster.down(home)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def scrape(port: int, timeout: float = 5.0) -> str:
+    """The Prometheus text at 127.0.0.1:``port``, or "" while nothing answers there."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as response:
+            text: str = response.read().decode()
+            return text
+    except OSError:
+        return ""

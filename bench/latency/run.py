@@ -7,8 +7,9 @@ waves, which measures how fast the API server drains a burst), twice:
 * **agent** (the fast path): KWOK ends each pod a second after its task's time, as a real kubelet
   reports an exit up to a second late. A load generator plays every pod's agent over gRPC against
   the controller's AgentServer: when a pod appears it sends ``Started``, waits TASK_SECONDS, then
-  sends ``Finished`` (exit 0), retrying UNAVAILABLE as the agent does. Measured from the moment ``Finished`` was sent (an upper
-  bound of its receipt) to the moment the downstream pod appears in the generator's own pod watch.
+  sends ``Finished`` (exit 0), retrying UNAVAILABLE as the agent does. Measured from the moment
+  ``Finished`` was sent (an upper bound of its receipt) to the moment the downstream pod appears
+  in the generator's own pod watch.
   Goal: p50 <= 10 ms, p99 <= 50 ms. The acknowledgement's own round trip (``finished_ack``: gRPC,
   the sink recording the report and queueing the run) is reported separately.
 * **pod** (the pod-status path, no agent): the controller runs without an agent server and KWOK
@@ -38,11 +39,9 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,7 +51,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc
-from benchlib import bench_cluster, read_result, summary_ms, write_result
+from benchlib import bench_cluster, free_port, read_result, scrape, summary_ms, write_result
 from kubernetes_asyncio.config import new_client_from_config
 
 from leoflow.agent.v1 import agent_pb2, agent_pb2_grpc
@@ -90,26 +89,10 @@ def dag_text(tasks: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of a process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def scrape(port: int) -> str:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text: str = response.read().decode()
-            return text
-    except OSError:
-        return ""
 
 
 def transition_buckets(text: str, path: str) -> list[tuple[float, float]]:

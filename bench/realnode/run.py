@@ -41,7 +41,6 @@ import os
 import ssl
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack, ExitStack, contextmanager
@@ -52,7 +51,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchlib import RESULTS, percentile, write_result
+from benchlib import RESULTS, percentile, scrape, write_result
 from crilog import PodStart, pod_starts
 from kubernetes_asyncio.config import new_client_from_config
 from prometheus_client.parser import text_string_to_metric_families
@@ -305,12 +304,6 @@ def transition_histogram(metrics_text: str) -> dict[str, Any]:
             "p99_le_ms": bound(99),
         }
     return result
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text: str = response.read().decode()
-        return text
 
 
 def lane_result(lane: Lane, starts: dict[tuple[str, str], PodStart]) -> dict[str, Any]:

@@ -14,18 +14,16 @@ import argparse
 import json
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchlib import bench_cluster, read_result, write_result
+from benchlib import bench_cluster, free_port, read_result, scrape, write_result
 
 from leoflow.dev import cluster
 from leoflow.dev.kwok import simulated_pod_placement
@@ -46,22 +44,6 @@ def dag_text(tasks: int) -> str:
     ]
     lines += [f"  t{i}: {{command: [work]}}" for i in range(tasks)]
     return "\n".join(lines) + "\n"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def scrape(port: int) -> str:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text: str = response.read().decode()
-            return text
-    except OSError:
-        return ""
 
 
 def created(port: int) -> float:
