@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from leoflow.controller.agentserver import AgentIdentity, AgentReport, StaleAttempt, UnknownPod
+from leoflow.controller.cleanup import unit_code
 from leoflow.controller.kube.transport import PODS
 from leoflow.controller.observations import AgentFinished, AgentStarted
 from leoflow.controller.planner import detail_key
@@ -108,7 +109,7 @@ class RunReportSink:
         in_flight = (task, item) in in_flight_units(status)
         if in_flight and current == attempt:
             return key, task, item, attempt
-        unrecorded = detail is None and _pending(status, task, item)
+        unrecorded = detail is None and unit_code(status, task, item) == TaskState.PENDING.value
         if attempt > current or (attempt == current and unrecorded):
             return None
         raise StaleAttempt(f"attempt {attempt} of {identity.task} is no longer current in run {key}")
@@ -125,11 +126,3 @@ class RunReportSink:
         if pod is None or (pod.get("metadata") or {}).get("uid") != identity.uid:
             raise UnknownPod(f"no Leoflow pod {identity.namespace}/{identity.pod} with uid {identity.uid}")
         return pod
-
-
-def _pending(status: DagRunStatus, task: int, item: int | None) -> bool:
-    """Whether the task (or fan-out item) has not started in ``status``."""
-    codes = status.taskStates if item is None else status.items.get(str(task), "")
-    index = task if item is None else item
-    code = codes[index] if 0 <= index < len(codes) else TaskState.PENDING.value
-    return code == TaskState.PENDING.value

@@ -72,6 +72,14 @@ def has_result_finalizer(pod: Mapping[str, Any]) -> bool:
     return RESULT_FINALIZER in finalizers
 
 
+def unit_code(status: DagRunStatus, task: int, item: int | None) -> str:
+    """The state code ``status`` gives the task, or the fan-out item ``item`` of it; a unit it has
+    no code for yet (or a negative item) is pending."""
+    codes = status.taskStates if item is None else status.items.get(str(task), "")
+    index = task if item is None else item
+    return codes[index] if 0 <= index < len(codes) else TaskState.PENDING.value
+
+
 def result_recorded(pod: Mapping[str, Any], task_index: Mapping[str, int], status: DagRunStatus) -> bool:
     """Whether ``status`` (as stored) no longer has this pod's attempt in flight: its outcome is
     recorded, or it was superseded or stopped, so the pod has nothing more to tell.
@@ -85,13 +93,8 @@ def result_recorded(pod: Mapping[str, Any], task_index: Mapping[str, int], statu
         return True
     item_text = labels.get(ITEM_LABEL)
     key = str(task) if item_text is None else f"{task}/{item_text}"
-    if item_text is None:
-        codes = status.taskStates
-        code = codes[task] if task < len(codes) else TaskState.PENDING.value
-    else:
-        row = status.items.get(str(task), "")
-        index = int(item_text) if str(item_text).isdigit() else -1
-        code = row[index] if 0 <= index < len(row) else TaskState.PENDING.value
+    item = None if item_text is None else (int(item_text) if str(item_text).isdigit() else -1)
+    code = unit_code(status, task, item)
     detail = status.tasks.get(key)
     current = detail.attempt if detail is not None else 1
     return not (code in {s.value for s in _IN_FLIGHT} and current == int(attempt))
