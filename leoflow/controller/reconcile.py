@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
@@ -403,11 +404,10 @@ class RunReconciler:
             created = await asyncio.gather(*early.values(), return_exceptions=True)
         recorded = recorded_pods(stored_status)
         actions = [a for a in actions if not (isinstance(a, CreatePod) and a.name in early)]
-        actions += [DeletePod(name, "its plan was superseded") for name in early if name not in recorded]
-        for name in early:
-            if name not in recorded:
-                self._create_errors.pop(name, None)
-        await self._execute(key, obj, dag, view, actions, mark=None)
+        for name in early.keys() - recorded:
+            actions.append(DeletePod(name, "its plan was superseded"))
+            self._create_errors.pop(name, None)
+        await self._execute(key, obj, dag, view, actions)
         _raise_failures(created, "pod create(s)")
         self._prune_reports(key, stored_status)
         self._settle_pods(key, dag, stored_status)
@@ -457,11 +457,11 @@ class RunReconciler:
         for pod in pods:
             if uid is None or pod_run_uid(pod) != uid:
                 self._pod_chore(
-                    key, str(pod["metadata"].get("name", "")), "orphan", self._orphan_releaser(pod)
+                    key,
+                    str(pod["metadata"].get("name", "")),
+                    "orphan",
+                    partial(release_orphan, self.writer, pod),
                 )
-
-    def _orphan_releaser(self, pod: KubeObject) -> PodCall:
-        return lambda: release_orphan(self.writer, pod)
 
     async def _resolve_definition(self, key: str, obj: KubeObject, view: RunView) -> DagSpec | None:
         namespace = view.namespace
@@ -641,9 +641,9 @@ class RunReconciler:
         dag: DagSpec,
         view: RunView,
         actions: list[Action],
-        *,
-        mark: tuple[float, str] | None,
     ) -> None:
+        """Everything but the status write; creates here are those a re-plan added after the
+        write (the planned ones went out with it), so they carry no transition mark."""
         deletes = [a for a in actions if isinstance(a, DeletePod)]
         creates = [a for a in actions if isinstance(a, CreatePod)]
         for action in actions:
@@ -655,15 +655,12 @@ class RunReconciler:
                 delay = (action.at - self.clock()).total_seconds()
                 self.queue.add_after(key, max(delay, 0.0))
         for delete in deletes:
-            self._pod_chore(key, delete.name, "delete", self._deleter(view.namespace, delete))
+            self._pod_chore(key, delete.name, "delete", partial(self._delete, view.namespace, delete))
         results = await asyncio.gather(
-            *(self._create(key=key, obj=obj, dag=dag, view=view, action=a, mark=mark) for a in creates),
+            *(self._create(key=key, obj=obj, dag=dag, view=view, action=a, mark=None) for a in creates),
             return_exceptions=True,
         )
         _raise_failures(results, "pod create(s)")
-
-    def _deleter(self, namespace: str, action: DeletePod) -> PodCall:
-        return lambda: self._delete(namespace, action)
 
     def _chore_pending(self, pod: str, kind: str) -> bool:
         """Whether that call for that pod is in flight or has succeeded."""
@@ -890,9 +887,6 @@ class RunReconciler:
 
     # -- pods whose result is recorded ----------------------------------------------------------
 
-    def _releaser(self, namespace: str, pod: KubeObject) -> PodCall:
-        return lambda: drop_result_finalizer(self.writer, namespace, pod)
-
     def _settle_pods(self, key: str, dag: DagSpec | None, status: DagRunStatus) -> None:
         """Drops the result finalizer from pods the stored status no longer needs, then applies
         the cleanup policy to failed pods."""
@@ -904,14 +898,16 @@ class RunReconciler:
             name = str(meta.get("name", ""))
             if has_result_finalizer(pod):
                 if dag is None or result_recorded(pod, index, status):
-                    self._pod_chore(key, name, "release", self._releaser(namespace, pod))
+                    self._pod_chore(
+                        key, name, "release", partial(drop_result_finalizer, self.writer, namespace, pod)
+                    )
                 continue
             expiry = None if meta.get("deletionTimestamp") else failed_pod_expiry(pod, self.settings.cleanup)
             if expiry is None:
                 continue
             if expiry <= now:
                 expired = DeletePod(name, "failed pod TTL expired")
-                self._pod_chore(key, name, "delete", self._deleter(namespace, expired))
+                self._pod_chore(key, name, "delete", partial(self._delete, namespace, expired))
             else:
                 self.queue.add_after(key, (expiry - now).total_seconds())
 
