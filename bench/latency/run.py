@@ -229,7 +229,7 @@ class Agents:
 
 class ApiProbe:
     """The API server's own create latency while the controller works, side by side with it: a
-    bare client creates (and deletes) one pod every PROBE_PERIOD in a namespace of its own. The
+    bare client creates (and deletes) one pod every PERIOD seconds in a namespace of its own. The
     pods name a node that does not exist, so no scheduler or (simulated) kubelet acts on them."""
 
     PERIOD = 0.1
