@@ -61,7 +61,6 @@ from leoflow.dev import cluster
 from leoflow.dev.kwok import simulated_pod_placement
 from leoflow.spec.compiler import compile_text
 
-CRDS = Path(__file__).resolve().parents[2] / "manifests" / "crds"
 BUCKET = re.compile(r'^leoflow_task_transition_seconds_bucket\{le="([^"]+)",path="([a-z]+)"\} ([0-9.e+]+)$')
 BUCKET_ALT = re.compile(
     r'^leoflow_task_transition_seconds_bucket\{path="([a-z]+)",le="([^"]+)"\} ([0-9.e+]+)$'
@@ -443,10 +442,7 @@ async def measure(state: cluster.ClusterState, args: argparse.Namespace) -> dict
     def kubectl(*a: str) -> str:
         return cluster.kubectl(state, *a, timeout=600).stdout
 
-    await asyncio.to_thread(kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
-    await asyncio.to_thread(
-        kubectl, "wait", "--for", "condition=Established", "--timeout=60s", "crd/dagruns.leoflow.io"
-    )
+    await asyncio.to_thread(cluster.install_crds, state)
     common = {
         "runs": args.runs,
         "tasks": args.tasks,

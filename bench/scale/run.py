@@ -29,7 +29,6 @@ from leoflow.dev import cluster
 from leoflow.dev.kwok import simulated_pod_placement
 from leoflow.spec.compiler import compile_text
 
-CRDS = Path(__file__).resolve().parents[2] / "manifests" / "crds"
 CREATED = re.compile(r'^leoflow_pods_created_total\{result="created"\} ([0-9.e+]+)$', re.MULTILINE)
 
 
@@ -64,8 +63,7 @@ def measure(state: cluster.ClusterState, runs: int, tasks: int, settle: float) -
     def kubectl(*args: str, input: str | None = None) -> str:
         return cluster.kubectl(state, *args, input=input, timeout=600).stdout
 
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
-    kubectl("wait", "--for", "condition=Established", "--timeout=60s", "crd/dagruns.leoflow.io")
+    cluster.install_crds(state)
     namespace = f"scale-{uuid.uuid4().hex[:6]}"
     kubectl("create", "namespace", namespace)
     kubectl(

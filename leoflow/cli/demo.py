@@ -49,7 +49,6 @@ from leoflow.controller.kube.transport import DAGRUNS, PODS, KubeObject
 from leoflow.controller.podnames import RUN_LABEL
 from leoflow.dev import cluster, images
 from leoflow.dev.node import NodeError, load_image
-from leoflow.spec.crds import crds
 from leoflow.spec.resources import API_VERSION, RunPhase
 from leoflow.webhook.registration import only_namespaces, webhook_configuration
 
@@ -131,13 +130,6 @@ def kubectl(state: cluster.ClusterState, *args: str, input: str | None = None) -
     if result.returncode != 0:
         raise CommandError(f"kubectl {' '.join(args[:3])} failed: {result.stderr.strip()}")
     return result.stdout
-
-
-def install_crds(state: cluster.ClusterState) -> None:
-    objects = {"apiVersion": "v1", "kind": "List", "items": list(crds().values())}
-    kubectl(state, "apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(objects))
-    for name in ("dags.leoflow.io", "dagruns.leoflow.io"):
-        kubectl(state, "wait", "--for", "condition=Established", "--timeout=60s", f"crd/{name}")
 
 
 def agent_binary() -> Path:
@@ -328,7 +320,10 @@ def run_demo(args: argparse.Namespace) -> int:
         )
     say(f"cluster up: API server {state.apiserver_url}, real node at {address}")
     try:
-        install_crds(state)
+        try:
+            cluster.install_crds(state)
+        except cluster.ClusterError as err:
+            raise CommandError(f"installing the CRDs: {err}") from None
         say("CRDs installed (dags.leoflow.io, dagruns.leoflow.io)")
         load_image(home, images.agent_spec(agent_binary()))
         say(f"agent image {images.AGENT_IMAGE} loaded into the node")

@@ -18,11 +18,11 @@ import pytest
 
 from leoflow.cli import demo
 from leoflow.dev import images
+from leoflow.dev.cluster import install_crds
 from leoflow.dev.node import load_image
 from leoflow.dev.testing import ClusterHandle
 
 ROOT = Path(__file__).resolve().parents[3]
-CRDS = ROOT / "manifests" / "crds"
 DEMO = ROOT / "examples" / "etl" / "demo"
 
 Leoflow = Callable[..., subprocess.CompletedProcess[str]]
@@ -30,9 +30,7 @@ Leoflow = Callable[..., subprocess.CompletedProcess[str]]
 
 @pytest.fixture(scope="session")
 def crds(cluster: ClusterHandle) -> ClusterHandle:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
-    for name in ("dags.leoflow.io", "dagruns.leoflow.io"):
-        cluster.kubectl("wait", "--for", "condition=Established", "--timeout=60s", f"crd/{name}")
+    install_crds(cluster.state)
     return cluster
 
 

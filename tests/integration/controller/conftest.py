@@ -8,7 +8,6 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,12 +16,12 @@ from prometheus_client import CollectorRegistry
 from leoflow.controller.app import Controller, ControllerSettings
 from leoflow.controller.podnames import ATTEMPT_LABEL, TASK_LABEL
 from leoflow.controller.reconcile import ReconcileSettings
+from leoflow.dev import cluster as dev_cluster
 from leoflow.dev import images
 from leoflow.dev.kwok import simulated_pod_placement
 from leoflow.dev.testing import ClusterHandle
 from leoflow.spec.compiler import compile_text
 
-CRDS = Path(__file__).resolve().parents[3] / "manifests" / "crds"
 SUCCEED = {"kwok.leoflow.io/succeed-after": "200ms"}
 
 
@@ -53,9 +52,7 @@ class KwokScript:
 
 
 def install_crds(cluster: ClusterHandle) -> None:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
-    for name in ("dags.leoflow.io", "dagruns.leoflow.io"):
-        cluster.kubectl("wait", "--for", "condition=Established", "--timeout=60s", f"crd/{name}")
+    dev_cluster.install_crds(cluster.state)
 
 
 @pytest.fixture(scope="module")

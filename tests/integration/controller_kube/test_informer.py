@@ -13,6 +13,7 @@ from kubernetes_asyncio import client
 from leoflow.controller.kube.informer import EventType, Informer, InformerOptions
 from leoflow.controller.kube.transport import CONFIGMAPS, PODS, KubeObject, ResourceRef, Transport
 from leoflow.dev import kwok
+from leoflow.dev.cluster import wait_established
 
 pytestmark = pytest.mark.cluster
 
@@ -269,7 +270,7 @@ async def test_real_410_after_an_outage_spanning_a_resource_reinstall_relists_an
 
     def install() -> None:
         cluster.kubectl("apply", "-f", "-", input=json.dumps(crd))
-        cluster.kubectl("wait", "--for=condition=Established", f"crd/widgets.{group}", "--timeout=60s")
+        wait_established(cluster.state, (f"widgets.{group}",))
 
     custom = client.CustomObjectsApi(kube)
 

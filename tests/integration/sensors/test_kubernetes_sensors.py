@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from leoflow.controller.sensors import (
 from leoflow.controller.sensors.definitions import SnapshotTaskIndex
 from leoflow.controller.sensors.pods import PodCommandLauncher
 from leoflow.dev import kwok
+from leoflow.dev.cluster import install_crds
 from leoflow.dev.testing import ClusterHandle
 from leoflow.spec.compiler import compile_text
 from leoflow.spec.resources import API_VERSION, CompiledSensor
@@ -32,8 +32,6 @@ from tests.integration.sensors.objects import kwok_job
 from tests.unit.sensors.manual_clock import until
 
 pytestmark = pytest.mark.cluster
-
-CRDS = Path(__file__).resolve().parents[3] / "manifests" / "crds"
 
 
 class Recorder:
@@ -175,8 +173,7 @@ async def test_dag_run_and_task_state_sensors(
     cluster: ClusterHandle, namespace: str, sensors: tuple[SensorEngine, WatchHub, Recorder]
 ) -> None:
     engine, hub, done = sensors
-    cluster.kubectl("apply", "-f", str(CRDS / "dagruns.leoflow.io.yaml"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/dagruns.leoflow.io", "--timeout=60s")
+    install_crds(cluster.state)
     dag = compile_text(DAG_FILE)
     apply(cluster, namespace, snapshot_configmap("upstream", dag.spec))
     date = "2026-01-01T00:00:00Z"

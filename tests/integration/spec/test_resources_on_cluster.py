@@ -14,6 +14,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 
+from leoflow.dev.cluster import install_crds
 from leoflow.dev.testing import ClusterHandle
 from leoflow.spec import resources as res
 from leoflow.spec.compiler import compile_path, compile_text
@@ -22,7 +23,6 @@ from tests.unit.spec.dagfiles import Edges, acyclic_graphs, dag_file
 pytestmark = pytest.mark.cluster
 
 ROOT = Path(__file__).resolve().parents[3]
-CRDS = ROOT / "manifests" / "crds"
 EXAMPLE = ROOT / "examples" / "etl" / "leoflow.yaml"
 
 # Every field of the file, so a field the CRD schema forgot would be pruned and fail the round trip.
@@ -92,9 +92,7 @@ tasks:
 
 @pytest.fixture(scope="module")
 def crds(cluster: ClusterHandle) -> Iterator[ClusterHandle]:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
-    for name in ("dags.leoflow.io", "dagruns.leoflow.io"):
-        cluster.kubectl("wait", "--for", "condition=Established", "--timeout=60s", f"crd/{name}")
+    install_crds(cluster.state)
     yield cluster
 
 
