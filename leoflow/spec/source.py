@@ -67,6 +67,9 @@ def _position(raw: Any) -> Mark:
     return raw if isinstance(raw, Mark) else Mark(raw.line + 1, raw.column + 1)
 
 
+NESTING_REFUSED = f"nesting deeper than {MAX_NESTING} levels; refused"
+
+
 def _mark(event: Any) -> Mark:
     return _position(event.start_mark)
 
@@ -151,7 +154,7 @@ class _Builder:
     def _open(self, event: Any) -> None:
         self._count(1, event)
         if len(self.stack) >= MAX_NESTING:
-            raise _Refused(_mark(event), f"nesting deeper than {MAX_NESTING} levels; refused")
+            raise _Refused(_mark(event), NESTING_REFUSED)
         path = self._child_path(event)
         self.doc.marks[path] = event.start_mark
         container: dict[Any, Any] | list[Any] = {} if isinstance(event, yaml.MappingStartEvent) else []
@@ -241,6 +244,10 @@ def load(text: bytes | str, file: str) -> Document:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = Mark(mark.line + 1, mark.column + 1) if mark is not None else Mark(1, 1)
+        if "maximum nesting depth" in str(err.problem):
+            # libyaml (from the one in PyYAML 6.0.4's wheels) has its own, higher limit and may
+            # scan that far ahead before the builder sees the 33rd level: the same refusal.
+            raise CompileError([Problem(file, where, "", NESTING_REFUSED)]) from err
         what = " ".join(str(p) for p in (err.context, err.problem) if p)
         raise CompileError([Problem(file, where, "", f"YAML syntax error: {what}")]) from err
     except yaml.YAMLError as err:
