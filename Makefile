@@ -28,6 +28,7 @@ setup: apt venv binaries
 
 lint: venv
 	$(BIN)/ruff check leoflow tests bench
+	$(BIN)/ruff format --check leoflow tests bench
 	$(BIN)/mypy leoflow
 	cd agent && GOTOOLCHAIN=local go vet ./...
 	hack/proto-check.sh
