@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import signal
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from leoflow.controller.cleanup import PolicyError, parse_policy
 from leoflow.controller.health import start_health_server
 from leoflow.controller.podstatus import ClassifySettings
 from leoflow.controller.reconcile import ReconcileSettings
+from leoflow.controller.sensors.engine import EngineOptions
+from leoflow.controller.sensors.http import HttpOptions
 from leoflow.controller.tokenreview import TokenReviewer
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,30 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="fail (as NodeLost, on the infrastructure budget) and force-delete a task pod whose "
         f"node has not been Ready this long (default {ClassifySettings.node_lost_grace:g})",
+    )
+    add(
+        "--sensor-http-per-host",
+        type=int,
+        default=HttpOptions.per_host_limit,
+        metavar="N",
+        help="HTTP sensor pokes in flight at once to one scheme://host:port; the rest wait in line "
+        f"(default {HttpOptions.per_host_limit}, at most {HttpOptions.total_limit})",
+    )
+    add(
+        "--sensor-progress-period",
+        type=float,
+        default=ControllerSettings.sensor_progress_period,
+        metavar="SECONDS",
+        help="how often the state of sensors that poked is written to their runs' status, so a "
+        f"restarted controller resumes them (default {ControllerSettings.sensor_progress_period:g})",
+    )
+    add(
+        "--sensor-progress-batch",
+        type=int,
+        default=ControllerSettings.sensor_progress_batch,
+        metavar="N",
+        help="at most this many sensors' runs get their state written per period "
+        f"(default {ControllerSettings.sensor_progress_batch})",
     )
     add(
         "--agent-insecure",
@@ -113,8 +140,27 @@ def _annotations(values: list[str]) -> dict[str, str]:
     return out
 
 
-def run_controller(args: argparse.Namespace) -> int:
-    logfmt.configure(logging.DEBUG if args.verbose else logging.INFO)
+def _sensor_options(args: argparse.Namespace) -> EngineOptions:
+    if not 1 <= args.sensor_http_per_host <= HttpOptions.total_limit:
+        raise CommandError(
+            f"--sensor-http-per-host must be between 1 and {HttpOptions.total_limit}, "
+            f"got {args.sensor_http_per_host}",
+            EXIT_USAGE,
+        )
+    period = args.sensor_progress_period
+    if not (math.isfinite(period) and period > 0):
+        raise CommandError(
+            f"--sensor-progress-period must be a positive number of seconds, got {period:g}", EXIT_USAGE
+        )
+    if args.sensor_progress_batch < 1:
+        raise CommandError(
+            f"--sensor-progress-batch must be at least 1, got {args.sensor_progress_batch}", EXIT_USAGE
+        )
+    return EngineOptions(http=HttpOptions(per_host_limit=args.sensor_http_per_host))
+
+
+def controller_settings(args: argparse.Namespace) -> ControllerSettings:
+    """The settings ``controller run`` runs with; bad flag values raise a usage error naming the flag."""
     try:
         cleanup = parse_policy(args.cleanup)
     except PolicyError as exc:
@@ -123,18 +169,9 @@ def run_controller(args: argparse.Namespace) -> int:
         raise CommandError("--workers must be at least 1", EXIT_USAGE)
     if args.node_lost_grace < 0:
         raise CommandError("--node-lost-grace must not be negative", EXIT_USAGE)
-    metrics_address = _address("--metrics-address", args.metrics_address)
-    agent_address = None if args.no_agent_server else _address("--agent-address", args.agent_address)
-    tls = None
-    if agent_address is not None and not args.agent_insecure:
-        if not (args.agent_tls_cert and args.agent_tls_key):
-            raise CommandError(
-                "the agent server needs --agent-tls-cert and --agent-tls-key (or --agent-insecure)",
-                EXIT_USAGE,
-            )
-        tls = ServerTls(cert_file=Path(args.agent_tls_cert), key_file=Path(args.agent_tls_key))
+    sensors = _sensor_options(args)
     annotations = _annotations(args.pod_annotation)
-    settings = ControllerSettings(
+    return ControllerSettings(
         namespace=args.namespace,
         workers=args.workers,
         leader_elect=args.leader_elect,
@@ -145,8 +182,26 @@ def run_controller(args: argparse.Namespace) -> int:
             pod_annotations=(lambda _pod: annotations) if annotations else None,
             classify=ClassifySettings(node_lost_grace=args.node_lost_grace),
         ),
+        sensors=sensors,
+        sensor_progress_period=args.sensor_progress_period,
+        sensor_progress_batch=args.sensor_progress_batch,
         agent_ca_file=Path(args.agent_ca_file) if args.agent_ca_file else None,
     )
+
+
+def run_controller(args: argparse.Namespace) -> int:
+    logfmt.configure(logging.DEBUG if args.verbose else logging.INFO)
+    settings = controller_settings(args)
+    metrics_address = _address("--metrics-address", args.metrics_address)
+    agent_address = None if args.no_agent_server else _address("--agent-address", args.agent_address)
+    tls = None
+    if agent_address is not None and not args.agent_insecure:
+        if not (args.agent_tls_cert and args.agent_tls_key):
+            raise CommandError(
+                "the agent server needs --agent-tls-cert and --agent-tls-key (or --agent-insecure)",
+                EXIT_USAGE,
+            )
+        tls = ServerTls(cert_file=Path(args.agent_tls_cert), key_file=Path(args.agent_tls_key))
     asyncio.run(_serve(args.kubeconfig, settings, metrics_address, agent_address, tls))
     return EXIT_OK
 

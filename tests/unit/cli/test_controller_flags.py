@@ -1,0 +1,81 @@
+"""``leoflow controller run`` flags reach the settings the controller and its sensor engine run with,
+and a bad value is a usage error (exit 2) that names the flag."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kubernetes_asyncio.client import ApiClient, Configuration
+from prometheus_client import CollectorRegistry
+
+from leoflow.cli import EXIT_USAGE, build_parser, main
+from leoflow.cli.controller import controller_settings
+from leoflow.controller.app import Controller, ControllerSettings
+from leoflow.controller.sensors.engine import EngineOptions
+from leoflow.controller.sensors.http import HttpOptions
+
+
+def settings_for(*flags: str) -> ControllerSettings:
+    return controller_settings(build_parser().parse_args(["controller", "run", *flags]))
+
+
+def test_sensor_settings_default_to_the_engine_defaults() -> None:
+    settings = settings_for()
+    assert settings.sensors == EngineOptions()
+    assert settings.sensor_progress_period == ControllerSettings.sensor_progress_period
+    assert settings.sensor_progress_batch == ControllerSettings.sensor_progress_batch
+
+
+def test_sensor_flags_reach_the_settings() -> None:
+    settings = settings_for(
+        "--sensor-http-per-host=3", "--sensor-progress-period=7.5", "--sensor-progress-batch=200"
+    )
+    assert settings.sensors.http == HttpOptions(per_host_limit=3)
+    assert settings.sensor_progress_period == 7.5
+    assert settings.sensor_progress_batch == 200
+
+
+async def test_the_per_host_flag_reaches_the_sensor_engine() -> None:
+    settings = settings_for("--sensor-http-per-host=3", "--no-leader-elect")
+    api = ApiClient(Configuration())
+    try:
+        controller = Controller(api, settings, registry=CollectorRegistry())
+        assert controller.sensors.options.http.per_host_limit == 3
+    finally:
+        await api.close()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--sensor-http-per-host", "0"),
+        ("--sensor-http-per-host", str(HttpOptions.total_limit + 1)),
+        ("--sensor-progress-period", "0"),
+        ("--sensor-progress-period", "-5"),
+        ("--sensor-progress-period", "nan"),
+        ("--sensor-progress-period", "inf"),
+        ("--sensor-progress-batch", "0"),
+    ],
+)
+def test_an_out_of_range_sensor_flag_is_a_usage_error_naming_it(
+    flag: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A missing kubeconfig makes an accepted value fail fast (exit 1) instead of starting a controller.
+    unreachable = ["--no-agent-server", f"--kubeconfig={tmp_path / 'missing'}"]
+    assert main(["controller", "run", *unreachable, f"{flag}={value}"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"leoflow: error: {flag} must" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "flag", ["--sensor-http-per-host", "--sensor-progress-period", "--sensor-progress-batch"]
+)
+def test_a_sensor_flag_that_is_not_a_number_is_a_usage_error_naming_it(
+    flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["controller", "run", f"{flag}=many"])
+    assert exited.value.code == EXIT_USAGE
+    assert f"argument {flag}: invalid" in capsys.readouterr().err
