@@ -10,6 +10,10 @@ the classifier fails its pods after ``ClassifySettings.node_lost_grace``. A Node
 gone at once; one missing from the cache without a deletion seen (deleted while the controller
 was down) is not ready from the moment it was first missed.
 
+The cache keeps only what this module and the classifier read of a Node (:func:`node_essentials`):
+a real Node carries ``status.images`` (every image on the machine, often tens of KB), its
+capacity, addresses and daemon endpoints, none of which decides whether its kubelet is there.
+
 Pods are indexed by node, so a readiness change requeues exactly the runs with pods there.
 A pod on such a node is deleted with grace 0: a graceful delete would wait for a kubelet that is
 not there.
@@ -32,6 +36,21 @@ log = logging.getLogger(__name__)
 
 NODES = ResourceRef("", "v1", "nodes")
 
+_KEPT_METADATA = ("name", "uid", "resourceVersion", "labels")
+
+
+def node_essentials(node: KubeObject) -> KubeObject:
+    """What the Node cache keeps: the name and resourceVersion the informer keys and diffs by,
+    the uid and labels (small, and what tells a re-created node or a node pool apart), and
+    ``status.conditions``, from which ``node_ready`` and ``node_not_ready_since`` judge the node."""
+    meta = node.get("metadata") or {}
+    status = node.get("status") or {}
+    kept: KubeObject = {key: node[key] for key in ("apiVersion", "kind") if key in node}
+    kept["metadata"] = {key: meta[key] for key in _KEPT_METADATA if key in meta}
+    if "conditions" in status:
+        kept["status"] = {"conditions": status["conditions"]}
+    return kept
+
 
 class NodeWatch:
     """A cluster-wide Node informer, an index node -> task pods, and the facts the classifier
@@ -40,7 +59,9 @@ class NodeWatch:
 
     def __init__(self, transport: Transport, requeue: Callable[[str], None]) -> None:
         # Readiness moves on watch events; a periodic resync would only requeue runs for nothing.
-        self.informer = Informer(transport, NODES, options=InformerOptions(resync_period=None))
+        self.informer = Informer(
+            transport, NODES, options=InformerOptions(resync_period=None), transform=node_essentials
+        )
         self.informer.add_handler(self.on_node_event)
         self._requeue = requeue
         self._pods: dict[str, dict[str, str]] = {}

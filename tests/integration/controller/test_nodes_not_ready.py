@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,8 +53,10 @@ async def _kubectl(harness: Harness, *args: str, input: str | None = None) -> st
 
 
 async def add_unmanaged_node(harness: Harness, pool: str, name: str) -> None:
-    """A Ready node that nobody heartbeats: the test owns its status."""
+    """A Ready node that nobody heartbeats: the test owns its status. Like a real kubelet's, its
+    status lists the images on the machine, which the controller's Node cache must not keep."""
     capacity = {"cpu": "64", "memory": "512Gi", "pods": "110"}
+    images = [{"names": [f"registry.local/app-{i}:1"], "sizeBytes": 50_000_000} for i in range(50)]
     node = {
         "apiVersion": "v1",
         "kind": "Node",
@@ -62,6 +65,7 @@ async def add_unmanaged_node(harness: Harness, pool: str, name: str) -> None:
             "capacity": capacity,
             "allocatable": capacity,
             "conditions": [_ready("True", "KubeletReady", "kubelet is posting ready status")],
+            "images": images,
         },
     }
     await _kubectl(harness, "create", "-f", "-", input=json.dumps(node))
@@ -148,3 +152,39 @@ async def test_task_on_a_node_not_ready_past_the_grace_is_retried_and_its_pod_fo
         await asyncio.sleep(0.2)
     else:
         raise AssertionError(f"pod {name} of the lost node still exists")
+
+
+async def _until(check: Callable[[], bool], what: str, within: float = 30) -> None:
+    for _ in range(int(within / 0.1)):
+        if check():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"never: {what}")
+
+
+async def test_the_node_cache_holds_no_images_and_still_sees_the_node_go_not_ready(
+    harness: Harness, pool: str
+) -> None:
+    name = f"{pool}-slim"
+    await add_unmanaged_node(harness, pool, name)
+    served = json.loads(await _kubectl(harness, "get", "node", name, "-o", "json"))
+    assert served["status"]["images"], "the API server keeps a node's images: the test would prove nothing"
+    controller = await harness.start()
+    informer = controller.nodes.informer
+    await _until(lambda: informer.get("", name) is not None, f"node {name} cached")
+    cached = informer.get("", name)
+    assert cached is not None
+    assert set(cached["status"]) == {"conditions"}
+    assert cached["metadata"]["resourceVersion"] == served["metadata"]["resourceVersion"]
+    on_it = {"spec": {"nodeName": name}}
+    assert not controller.nodes.unreachable(on_it, datetime.now(UTC))
+
+    await _stop_heartbeats(harness, name)
+    await _until(lambda: controller.nodes.unreachable(on_it, datetime.now(UTC)), f"node {name} not Ready")
+    # A relist diffs the slim cache against a fresh LIST by resourceVersion: still slim, still not Ready.
+    relists = informer.stats.relists
+    informer.reconnect(relist=True)
+    await _until(lambda: informer.stats.relists > relists, "a relist")
+    cached = informer.get("", name)
+    assert cached is not None and "images" not in cached["status"]
+    assert controller.nodes.unreachable(on_it, datetime.now(UTC))

@@ -1,4 +1,5 @@
-"""Node readiness as the classifier needs it, and which runs a readiness change requeues."""
+"""Node readiness as the classifier needs it, which runs a readiness change requeues, and what
+of a Node the cache keeps."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 from leoflow.controller.kube.informer import EventType
 from leoflow.controller.kube.transport import Transport
-from leoflow.controller.nodes import NodeWatch
+from leoflow.controller.nodes import NodeWatch, node_essentials
 from leoflow.controller.podstatus import node_not_ready_since, node_ready
 
 from .podfixtures import at
@@ -76,3 +77,44 @@ def test_node_deletion_requeues_its_runs_and_a_pod_that_moved_or_went_is_forgott
     nodes.on_pod_event(EventType.DELETED, task_pod("a", "r1", "n1"), None)
     nodes.on_node_event(EventType.ADDED, None, node("n1", "True"))
     assert requeued == ["team/r1"]
+
+
+def kubelet_node(name: str, ready: str) -> dict[str, Any]:
+    """A Node as a real cluster serves it: identity, a spec, and a status mostly about other things."""
+    full = node(name, ready)
+    full["apiVersion"], full["kind"] = "v1", "Node"
+    full["metadata"].update(
+        uid="5f0c", resourceVersion="42", labels={"kubernetes.io/hostname": name}, annotations={"a": "b"}
+    )
+    full["spec"] = {"podCIDR": "10.0.0.0/24", "taints": [{"key": "k", "effect": "NoSchedule"}]}
+    full["status"].update(
+        images=[{"names": [f"registry.local/image-{i}:1"], "sizeBytes": 1 << 20} for i in range(500)],
+        capacity={"cpu": "64"},
+        addresses=[{"type": "InternalIP", "address": "10.0.0.1"}],
+        nodeInfo={"kubeletVersion": "v1.33.0"},
+    )
+    return full
+
+
+def test_the_node_cache_keeps_identity_and_conditions_only() -> None:
+    full = kubelet_node("n1", "False")
+    kept = node_essentials(full)
+    assert kept == {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": "n1",
+            "uid": "5f0c",
+            "resourceVersion": "42",
+            "labels": {"kubernetes.io/hostname": "n1"},
+        },
+        "status": {"conditions": full["status"]["conditions"]},
+    }
+    assert node_ready(kept) is node_ready(full) is False
+    assert node_not_ready_since(kept, at(100)) == node_not_ready_since(full, at(100)) == at(10)
+
+
+def test_a_node_without_status_keeps_no_status() -> None:
+    assert node_essentials({"metadata": {"name": "n1", "resourceVersion": "1"}}) == {
+        "metadata": {"name": "n1", "resourceVersion": "1"}
+    }

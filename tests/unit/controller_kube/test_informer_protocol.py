@@ -135,3 +135,47 @@ async def test_a_line_cut_short_resumes_from_the_last_good_event(fake_api: Any) 
     assert informer.stats.errors == 1 and informer.stats.relists == 1
     labels = {"informer": informer.name, "cause": "error"}
     assert REGISTRY.get_sample_value("leoflow_informer_watch_restarts_total", labels) == 1
+
+
+def identity_only(obj: KubeObject) -> KubeObject:
+    meta = obj["metadata"]
+    return {"metadata": {key: meta[key] for key in ("name", "namespace", "resourceVersion")}}
+
+
+async def test_transformed_objects_are_cached_handed_out_and_diffed_by_resource_version(
+    fake_api: Any,
+) -> None:
+    def big(name: str, version: str) -> dict[str, Any]:
+        return {**cm(name, version), "data": {"blob": "x" * 10_000}}
+
+    expired = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}
+    script = Script(
+        lists=[("10", [big("a", "1"), big("b", "1")]), ("20", [big("a", "3"), big("b", "1")])],
+        watches=[[{"type": "MODIFIED", "object": big("a", "2")}, expired]],
+    )
+    fake_api.on("GET", "/api/v1/namespaces/slim/configmaps", script)
+    seen: list[tuple[EventType, KubeObject | None, KubeObject | None]] = []
+    informer = Informer(
+        Transport(fake_api.client),
+        CONFIGMAPS,
+        namespace="slim",
+        options=InformerOptions(resync_period=None),
+        transform=identity_only,
+    )
+    informer.add_handler(lambda kind, old, new: seen.append((kind, old, new)))
+    async with informer:
+        await until(lambda: len(script.watch_queries) == 2)
+    # b kept its resourceVersion through the relist: no event; a moved 1 -> 2 (watch) -> 3 (relist).
+    versions = [
+        (kind, old and old["metadata"]["resourceVersion"], new and new["metadata"]["resourceVersion"])
+        for kind, old, new in seen
+    ]
+    assert versions == [
+        (EventType.ADDED, None, "1"),
+        (EventType.ADDED, None, "1"),
+        (EventType.MODIFIED, "1", "2"),
+        (EventType.MODIFIED, "2", "3"),
+    ]
+    handed_out = [obj for _, old, new in seen for obj in (old, new) if obj is not None]
+    assert all("data" not in obj for obj in [*handed_out, *informer.list()])
+    assert [query["resourceVersion"] for query in script.watch_queries] == [["10"], ["20"]]
