@@ -18,8 +18,10 @@ No input ends the server: every failure is a status for that call alone. See doc
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,6 +53,10 @@ MAX_NAME_LENGTH = 253
 # Room for 64 KiB of outputs, the identity, the token and the protobuf framing.
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_ERROR_TEXT = 4096
+ANSWER_MARGIN_SECONDS = 0.25
+"""A call is answered this long (at most a quarter of its time) before its deadline, the agent's
+--rpc-timeout, so a report that cannot be recorded in time gets UNAVAILABLE and a log line
+instead of a silent timeout."""
 OUTPUT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -396,16 +402,39 @@ class AgentServer:
         deliver: Callable[[Parsed], Awaitable[bytes]],
     ) -> bytes:
         """Parses, authenticates, delivers, and turns every failure into the status the agent acts on."""
+        call = _CallTiming(time.perf_counter())
+        remaining = context.time_remaining()
+        budget = None if remaining is None else remaining - min(ANSWER_MARGIN_SECONDS, remaining / 4)
         try:
-            response = await self._checked(method, raw, context, deliver)
+            try:
+                async with asyncio.timeout(budget):
+                    response = await self._checked(method, raw, context, deliver, call)
+            except TimeoutError as exc:
+                # Answered before the agent gives up on the call: it retries at once, and the
+                # refusal is logged (a call the agent abandons ends in silence).
+                raise _Refusal(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"not recorded within the call's deadline (still in {call.stage}); retry",
+                ) from exc
         except _Refusal as refusal:
             self._metrics.agent_report(method.kind, refusal.result)
             log.info(
                 "agent report refused",
-                extra={"kind": method.kind, "code": refusal.code.name, "reason": refusal.message},
+                extra={
+                    "kind": method.kind,
+                    "code": refusal.code.name,
+                    "reason": refusal.message,
+                    **call.fields(),
+                },
             )
             await context.abort(refusal.code, refusal.message)
+        except asyncio.CancelledError:
+            # The agent's deadline passed (or it hung up) before an answer: it retries, and nothing
+            # else would say where the time went.
+            log.warning("agent call abandoned before an answer", extra={"kind": method.kind, **call.fields()})
+            raise
         self._metrics.agent_report(method.kind, "accepted")
+        log.debug("agent report accepted", extra={"kind": method.kind, **call.fields()})
         return response
 
     async def _checked(
@@ -414,16 +443,20 @@ class AgentServer:
         raw: bytes,
         context: Context,
         deliver: Callable[[Parsed], Awaitable[bytes]],
+        call: _CallTiming,
     ) -> bytes:
         try:
             request = _parse(method.request_type, raw)
             built = method.build(request, self._now())
+            claimed = method.identity_of(built)
+            call.pod = f"{claimed.namespace}/{claimed.pod}"
             if self._reviewer is not None:
-                claimed = method.identity_of(built)
                 token = bearer_token(context.invocation_metadata(), getattr(request, "identity", None))
+                call.enter("review")
                 await self._reviewer.verify(
                     token, namespace=claimed.namespace, pod=claimed.pod, uid=claimed.uid
                 )
+            call.enter("deliver")
             return await deliver(built)
         except InvalidReport as exc:
             raise _Refusal(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
@@ -444,6 +477,35 @@ class AgentServer:
             raise _Refusal(
                 grpc.StatusCode.UNAVAILABLE, f"the controller could not record the report: {exc!r}"
             ) from exc
+
+
+@dataclass
+class _CallTiming:
+    """Where one call spends its time, for the log lines that say why an answer was slow."""
+
+    began: float
+    pod: str = ""
+    stage: str = "parse"
+    stage_began: float = 0.0
+    review_seconds: float | None = None
+
+    def enter(self, stage: str) -> None:
+        now = time.perf_counter()
+        if self.stage == "review":
+            self.review_seconds = now - self.stage_began
+        self.stage, self.stage_began = stage, now
+
+    def fields(self) -> dict[str, object]:
+        now = time.perf_counter()
+        review = self.review_seconds
+        if self.stage == "review":
+            review = now - self.stage_began
+        return {
+            "pod": self.pod,
+            "stage": self.stage,
+            "review_ms": None if review is None else round(review * 1000, 1),
+            "elapsed_ms": round((now - self.began) * 1000, 1),
+        }
 
 
 def _parse(request_type: type[Message], raw: bytes) -> Message:

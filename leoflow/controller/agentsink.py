@@ -12,6 +12,7 @@ message and the pod watch then carry the same result.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,17 +25,33 @@ from leoflow.controller.podnames import ATTEMPT_LABEL, ITEM_LABEL, RUN_LABEL, TA
 from leoflow.controller.reconcile import RetryLater, RunReconciler, in_flight_units, run_key
 from leoflow.spec.resources import DagRunStatus, TaskState
 
-CACHE_WAIT_SECONDS = 2.0
-"""A report can beat the pod informer: the pod the agent runs in is that new."""
+log = logging.getLogger(__name__)
+
+CACHE_WAIT_SECONDS = 0.5
+"""A report can beat the pod informer: the pod the agent runs in is that new. After this wait the
+pod is read from the API server, so that read still fits in one call of the agent (its
+--rpc-timeout, 2 s by default; the server answers a quarter second before it)."""
+RECORD_WAIT_SECONDS = 2.0
+"""How long a report waits for the run status to record its attempt before RetryLater (the
+server's deadline usually cuts it first: the agent then retries the call)."""
 RECORD_POLL_SECONDS = 0.02
 """How often a report for an attempt the run status does not record yet looks again."""
 _SIGNAL_EXIT_BASE = 128
 
+Resolved = tuple[str, int, int | None, int]
+"""A report's run key, task index, fan-out item and attempt."""
+
 
 class RunReportSink:
-    def __init__(self, reconciler: RunReconciler, cache_wait: float = CACHE_WAIT_SECONDS) -> None:
+    def __init__(
+        self,
+        reconciler: RunReconciler,
+        cache_wait: float = CACHE_WAIT_SECONDS,
+        record_wait: float = RECORD_WAIT_SECONDS,
+    ) -> None:
         self.reconciler = reconciler
         self.cache_wait = cache_wait
+        self.record_wait = record_wait
 
     async def report(self, report: AgentReport) -> None:
         key, task, item, attempt = await self._resolve(report.identity)
@@ -65,35 +82,63 @@ class RunReportSink:
         # any report); a fenced one is refused.
         await self._resolve(identity)
 
-    async def _resolve(self, identity: AgentIdentity) -> tuple[str, int, int | None, int]:
+    async def _resolve(self, identity: AgentIdentity) -> Resolved:
         pod = await self._pod(identity)
         labels: Mapping[str, Any] = (pod.get("metadata") or {}).get("labels") or {}
         run = str(labels.get(RUN_LABEL, ""))
         key = run_key(identity.namespace, run)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.cache_wait
-        while True:
-            where = await self._attempt(identity, key, labels)
-            if where is not None:
-                return where
-            # Pods are created concurrently with the status write that records them, so a fast
-            # agent can report before that write lands; it lands within a round trip.
-            if loop.time() >= deadline:
-                raise RetryLater(f"attempt of {identity.task} is not recorded in run {key} yet")
-            await asyncio.sleep(RECORD_POLL_SECONDS)
+        began = loop.time()
+        polls = 0
+        waiting_for = ""
+        try:
+            while True:
+                where = await self._attempt(identity, key, labels)
+                if not isinstance(where, str):
+                    if polls:
+                        log.debug(
+                            "report waited for its attempt's record",
+                            extra={
+                                "run": key,
+                                "pod": identity.pod,
+                                "polls": polls,
+                                "waited_ms": round((loop.time() - began) * 1000, 1),
+                            },
+                        )
+                    return where
+                waiting_for = where
+                # Pods are created concurrently with the status write that records them, so a fast
+                # agent can report before that write lands; it lands within a round trip.
+                if loop.time() >= began + self.record_wait:
+                    raise RetryLater(f"pod {identity.pod}: {waiting_for}")
+                polls += 1
+                await asyncio.sleep(RECORD_POLL_SECONDS)
+        except (asyncio.CancelledError, RetryLater):
+            if waiting_for:
+                # Said once per call that ends unanswered: a report that keeps waiting is the agent
+                # waiting out its --finish-timeout, and this is what it waits for.
+                log.info(
+                    "report's attempt not recorded yet",
+                    extra={
+                        "run": key,
+                        "pod": identity.pod,
+                        "reason": waiting_for,
+                        "waited_ms": round((loop.time() - began) * 1000, 1),
+                    },
+                )
+            raise
 
-    async def _attempt(
-        self, identity: AgentIdentity, key: str, labels: Mapping[str, Any]
-    ) -> tuple[str, int, int | None, int] | None:
-        """The report's (run key, task, item, attempt) if the run has that attempt in flight, None
-        if the run does not record it yet (its first status write may not have landed either);
-        raises if it is stale or not a task of the run."""
+    async def _attempt(self, identity: AgentIdentity, key: str, labels: Mapping[str, Any]) -> Resolved | str:
+        """The report's (run key, task, item, attempt) if the run has that attempt in flight, or
+        why not yet if the run does not record it yet (its first status write may not have landed
+        either); raises if it is stale or not a task of the run."""
         obj = self.reconciler.freshest_run(key)
         if obj is None:
             raise StaleAttempt(f"run {key} no longer exists")
         status = DagRunStatus.model_validate(obj.get("status") or {})
+        version = (obj.get("metadata") or {}).get("resourceVersion")
         if not status.definitionHash:
-            return None
+            return f"run {key} (resourceVersion {version}) has no status yet"
         dag_name = str((obj.get("spec") or {}).get("dagName", ""))
         # RetryLater and API errors propagate: the server answers UNAVAILABLE and the agent retries.
         dag = await self.reconciler.definition_for(identity.namespace, dag_name, status.definitionHash)
@@ -109,20 +154,36 @@ class RunReportSink:
         in_flight = (task, item) in in_flight_units(status)
         if in_flight and current == attempt:
             return key, task, item, attempt
-        unrecorded = detail is None and unit_code(status, task, item) == TaskState.PENDING.value
+        code = unit_code(status, task, item)
+        unrecorded = detail is None and code == TaskState.PENDING.value
         if attempt > current or (attempt == current and unrecorded):
-            return None
+            return (
+                f"run {key} (resourceVersion {version}) records attempt {current} of "
+                f"{identity.task} in state {code!r}, not attempt {attempt} in flight"
+            )
         raise StaleAttempt(f"attempt {attempt} of {identity.task} is no longer current in run {key}")
 
     async def _pod(self, identity: AgentIdentity) -> Mapping[str, Any]:
         pods = self.reconciler.pods
-        deadline = asyncio.get_running_loop().time() + self.cache_wait
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         pod = pods.get(identity.namespace, identity.pod)
-        while pod is None and asyncio.get_running_loop().time() < deadline:
+        waited = pod is None
+        while pod is None and loop.time() < began + self.cache_wait:
             await asyncio.sleep(0.05)
             pod = pods.get(identity.namespace, identity.pod)
+        cached = pod is not None
         if pod is None:
             pod = await self.reconciler.writer.get(PODS, identity.namespace, identity.pod)
+        if waited:
+            log.debug(
+                "report waited for its pod",
+                extra={
+                    "pod": f"{identity.namespace}/{identity.pod}",
+                    "from_cache": cached,
+                    "waited_ms": round((loop.time() - began) * 1000, 1),
+                },
+            )
         if pod is None or (pod.get("metadata") or {}).get("uid") != identity.uid:
             raise UnknownPod(f"no Leoflow pod {identity.namespace}/{identity.pod} with uid {identity.uid}")
         return pod

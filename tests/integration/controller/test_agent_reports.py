@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+import grpc
 import pytest
 
-from leoflow.controller.agentserver import AgentIdentity, AgentReport, StaleAttempt, UnknownPod
+from leoflow.agent.v1 import agent_pb2, agent_pb2_grpc
+from leoflow.controller.agentserver import AgentIdentity, AgentReport, AgentServer, StaleAttempt, UnknownPod
 from leoflow.controller.agentsink import RunReportSink
 from leoflow.controller.cleanup import CleanupPolicy
 from leoflow.controller.podnames import ATTEMPT_ANNOTATION, ATTEMPT_LABEL, AttemptKey, attempt_pod_name
@@ -35,6 +38,26 @@ def _identity(pod: dict[str, Any], uid: str | None = None) -> AgentIdentity:
         task=labels["leoflow.io/task"],
         attempt=int(labels["leoflow.io/attempt"]),
     )
+
+
+async def _create_next_attempt(harness: Harness, pod: dict[str, Any]) -> dict[str, Any]:
+    """A pod for the attempt after ``pod``'s, which the run status does not record."""
+    run = pod["metadata"]["labels"]["leoflow.io/run"]
+    task = pod["metadata"]["labels"]["leoflow.io/task"]
+    run_uid = pod["metadata"]["annotations"][ATTEMPT_ANNOTATION].split("/", 1)[0]
+    ahead = AttemptKey(run_uid, task, None, int(pod["metadata"]["labels"][ATTEMPT_LABEL]) + 1)
+    metadata = {
+        "name": attempt_pod_name(run, ahead),
+        "labels": {**pod["metadata"]["labels"], ATTEMPT_LABEL: str(ahead.attempt)},
+        "annotations": {**pod["metadata"]["annotations"], ATTEMPT_ANNOTATION: ahead.annotation()},
+    }
+    created: dict[str, Any] = json.loads(
+        await harness.kubectl(
+            "create", "-o", "json", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "Pod",
+            "metadata": metadata, "spec": pod["spec"]})
+        )
+    )  # fmt: skip
+    return created
 
 
 async def test_finished_report_advances_the_run_with_the_agents_outputs(harness: Harness) -> None:
@@ -91,33 +114,62 @@ async def test_report_for_an_attempt_not_recorded_yet_is_retried_and_its_pod_del
     await harness.apply_dag(dag_yaml("ahead", "  slow: {command: [slow]}\n"))
     harness.script.tasks = {"slow": {"kwok.leoflow.io/succeed-after": "10m"}}
     controller = await harness.start()
-    sink = RunReportSink(controller.reconciler, cache_wait=0.5)
+    sink = RunReportSink(controller.reconciler, record_wait=0.5)
     await harness.create_run("r1", "ahead")
     await harness.wait_run("r1", lambda o: (o.get("status") or {}).get("taskStates") == "r")
     [pod] = await harness.pods("r1")
     # Stopped, the controller cannot delete the pod before the sink has seen it; the sink keeps
     # reading the stopped controller's caches and the API server.
     await harness.kill()
-    run_uid = pod["metadata"]["annotations"][ATTEMPT_ANNOTATION].split("/", 1)[0]
-    ahead = AttemptKey(run_uid, "slow", None, 2)
-    metadata = {
-        "name": attempt_pod_name("r1", ahead),
-        "labels": {**pod["metadata"]["labels"], ATTEMPT_LABEL: "2"},
-        "annotations": {**pod["metadata"]["annotations"], ATTEMPT_ANNOTATION: ahead.annotation()},
-    }
-    created = json.loads(
-        await harness.kubectl(
-            "create", "-o", "json", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "Pod",
-            "metadata": metadata, "spec": pod["spec"]})
-        )
-    )  # fmt: skip
+    created = await _create_next_attempt(harness, pod)
     with pytest.raises(RetryLater):
         await sink.report(AgentReport(_identity(created), "started", datetime.now(UTC)))
     await harness.start()
     deadline = time.monotonic() + 30
     while any(
-        p["metadata"]["name"] == metadata["name"] and not p["metadata"].get("deletionTimestamp")
+        p["metadata"]["name"] == created["metadata"]["name"] and not p["metadata"].get("deletionTimestamp")
         for p in await harness.pods("r1")
     ):
         assert time.monotonic() < deadline, "the pod of the unrecorded attempt was not deleted"
         await asyncio.sleep(0.3)
+
+
+async def test_a_report_that_cannot_be_recorded_is_answered_within_the_agents_call(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The agent gives each call --rpc-timeout (2 s). A report first waits for its pod in the cache,
+    # then reads it from the API server, then waits for the status to record its attempt: the
+    # answer must come within the call. A call that times out instead ends in silence on both sides,
+    # and when every retry does, the agent waits out its --finish-timeout (10 s) unheard.
+    await harness.apply_dag(dag_yaml("late", "  slow: {command: [slow]}\n"))
+    harness.script.tasks = {"slow": {"kwok.leoflow.io/succeed-after": "10m"}}
+    controller = await harness.start()
+    await harness.create_run("r1", "late")
+    await harness.wait_run("r1", lambda o: (o.get("status") or {}).get("taskStates") == "r")
+    [pod] = await harness.pods("r1")
+    await harness.kill()
+    # Created after the controller stopped: its pod cache never holds it, and the status never
+    # records its attempt.
+    created = await _create_next_attempt(harness, pod)
+    identity = _identity(created)
+    server = AgentServer(RunReportSink(controller.reconciler), None, tls=None)
+    port = await server.start("127.0.0.1", 0)
+    caplog.set_level(logging.INFO, logger="leoflow.controller")
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = agent_pb2_grpc.AgentServiceStub(channel)  # type: ignore[no-untyped-call]
+            request = agent_pb2.FinishedRequest(
+                identity=agent_pb2.TaskIdentity(
+                    pod_namespace=identity.namespace, pod_name=identity.pod, pod_uid=identity.uid,
+                    dag=identity.dag, run=identity.run, task=identity.task, attempt=identity.attempt,
+                ),
+                exit_code=0,
+            )  # fmt: skip
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Finished(request, timeout=2.0)
+    finally:
+        await server.stop(grace=0)
+
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value.details()
+    [waiting] = [r for r in caplog.records if r.getMessage() == "report's attempt not recorded yet"]
+    assert "records attempt 1 of slow in state 'r', not attempt 2 in flight" in waiting.reason

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -61,8 +62,14 @@ class RecordingSink:
     wait_failure: Exception | None = None
     go: asyncio.Event = field(default_factory=asyncio.Event)
     waiter_arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    held: set[str] = field(default_factory=set)
+    """Kinds of report that never return (a run status that never records the attempt)."""
+    holding: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def report(self, report: AgentReport) -> None:
+        if report.kind in self.held:
+            self.holding.set()
+            await asyncio.Event().wait()
         failure = self.failures.get(report.kind)
         if failure is not None:
             raise failure
@@ -82,10 +89,14 @@ class TableReviewer:
 
     tokens: dict[str, PodBinding] = field(default_factory=lambda: dict(BINDINGS))
     unavailable: bool = False
+    hung: bool = False
+    """The API server never answers the TokenReview."""
     seen: list[str] = field(default_factory=list)
 
     async def verify(self, token: str, *, namespace: str, pod: str, uid: str) -> PodBinding:
         self.seen.append(token)
+        if self.hung:
+            await asyncio.Event().wait()
         if self.unavailable:
             raise ReviewUnavailable("TokenReview failed: HTTP 0 ServerDisconnectedError")
         binding = self.tokens.get(token)
@@ -312,6 +323,54 @@ async def test_a_failing_run_engine_answers_unavailable_and_the_server_keeps_ser
     del served.sink.failures["finished"]
     await served.stub.Finished(finished())
     assert len(served.sink.reports) == 1
+
+
+async def test_a_report_the_run_engine_cannot_record_in_time_is_answered_unavailable_before_the_deadline(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Without an answer the agent sees DEADLINE_EXCEEDED and the controller logs nothing: a report
+    # stuck on every retry was the agent waiting out its --finish-timeout in silence.
+    served.sink.held.add("finished")
+    caplog.set_level(logging.INFO, logger="leoflow.controller.agentserver")
+
+    error = await refused(served.stub.Finished(finished(), timeout=1.0))
+
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "deadline" in (error.details() or "") and "deliver" in (error.details() or "")
+    assert served.count("finished", "rejected") == 1
+    [line] = [r for r in caplog.records if r.getMessage() == "agent report refused"]
+    assert line.stage == "deliver"
+    assert line.pod == "team-a/etl-extract-1"
+
+
+async def test_a_token_review_that_hangs_is_answered_unavailable_naming_the_review(served: Served) -> None:
+    served.reviewer.hung = True
+
+    error = await refused(served.stub.Started(agent_pb2.StartedRequest(identity=identity()), timeout=1.0))
+
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "review" in (error.details() or "")
+    assert served.sink.reports == []
+
+
+async def test_a_call_the_agent_abandons_is_logged_with_where_it_waited(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    served.sink.held.add("finished")
+    caplog.set_level(logging.INFO, logger="leoflow.controller.agentserver")
+    call = served.stub.Finished(finished())
+    await asyncio.wait_for(served.sink.holding.wait(), timeout=10)
+
+    call.cancel()
+
+    for _ in range(200):
+        abandoned = [r for r in caplog.records if r.getMessage() == "agent call abandoned before an answer"]
+        if abandoned:
+            break
+        await asyncio.sleep(0.01)
+    assert [(r.kind, r.stage) for r in abandoned] == [("finished", "deliver")]
+    await served.stub.Heartbeat(agent_pb2.HeartbeatRequest(identity=identity()))
+    assert [r.kind for r in served.sink.reports] == ["heartbeat"]
 
 
 # --- who may report -----------------------------------------------------------------------------------
