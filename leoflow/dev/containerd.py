@@ -104,6 +104,17 @@ class NodePaths:
         return f"lf{self.instance_id}"  # 10 characters, under the 15-character interface limit
 
     @property
+    def bridge_mac(self) -> str:
+        """The bridge's own MAC, fixed (locally administered, from the instance id).
+
+        A bridge without one takes the lowest MAC of its ports and changes it whenever that port
+        goes: a pod that resolved the host's address before then keeps sending to a MAC no port
+        has until its ARP entry expires (tens of seconds). An agent starting next to a pod being
+        torn down lost the controller that way for its whole --finish-timeout."""
+        digits = self.instance_id[:6]
+        return ":".join(["02", "6c", "66", digits[0:2], digits[2:4], digits[4:6]])
+
+    @property
     def cgroup_root(self) -> str:
         return f"/leoflow-{self.instance_id}"
 
@@ -212,7 +223,7 @@ def cni_config(paths: NodePaths) -> dict[str, object]:
 
 
 def ensure_bridge(paths: NodePaths) -> None:
-    """Creates the pod bridge with the node's address before the kubelet starts.
+    """Creates the pod bridge with the node's address and a fixed MAC before the kubelet starts.
 
     The kubelet rejects a loopback node IP, and the apiserver reaches kubelets by InternalIP; the
     bridge's own address is local to this machine and routes nowhere else, so it serves as both.
@@ -232,6 +243,8 @@ def ensure_bridge(paths: NodePaths) -> None:
     link = Path(f"/sys/class/net/{paths.bridge}")
     commands = [] if link.exists() else [["ip", "link", "add", paths.bridge, "type", "bridge"]]
     commands += [
+        # Set explicitly, the kernel never replaces it with a port's MAC (see NodePaths.bridge_mac).
+        ["ip", "link", "set", paths.bridge, "address", paths.bridge_mac],
         ["ip", "addr", "replace", f"{paths.node_ip}/24", "dev", paths.bridge],
         ["ip", "link", "set", paths.bridge, "up"],
     ]

@@ -61,6 +61,15 @@ def test_two_homes_get_different_bridges_and_cgroup_roots(tmp_path: Path) -> Non
     assert len(first.bridge) <= 15
 
 
+def test_the_pod_bridge_mac_is_a_stable_locally_administered_unicast_per_home(tmp_path: Path) -> None:
+    first, second = NodePaths(tmp_path / "a"), NodePaths(tmp_path / "b")
+    assert first.bridge_mac == NodePaths(tmp_path / "a").bridge_mac
+    assert first.bridge_mac != second.bridge_mac
+    octets = [int(octet, 16) for octet in first.bridge_mac.split(":")]
+    assert len(octets) == 6
+    assert octets[0] & 0b10 and not octets[0] & 0b01  # locally administered, unicast
+
+
 def test_every_registry_points_at_a_closed_local_port(tmp_path: Path) -> None:
     paths = NodePaths(tmp_path)
     write_config(paths, images.PAUSE_IMAGE)
