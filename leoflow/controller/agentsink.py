@@ -91,20 +91,21 @@ class RunReportSink:
         began = loop.time()
         polls = 0
         waiting_for = ""
+
+        def waited(**more: object) -> dict[str, object]:
+            return {
+                "run": key,
+                "pod": identity.pod,
+                "waited_ms": round((loop.time() - began) * 1000, 1),
+                **more,
+            }
+
         try:
             while True:
                 where = await self._attempt(identity, key, labels)
                 if not isinstance(where, str):
                     if polls:
-                        log.debug(
-                            "report waited for its attempt's record",
-                            extra={
-                                "run": key,
-                                "pod": identity.pod,
-                                "polls": polls,
-                                "waited_ms": round((loop.time() - began) * 1000, 1),
-                            },
-                        )
+                        log.debug("report waited for its attempt's record", extra=waited(polls=polls))
                     return where
                 waiting_for = where
                 # Pods are created concurrently with the status write that records them, so a fast
@@ -117,15 +118,7 @@ class RunReportSink:
             if waiting_for:
                 # Said once per call that ends unanswered: a report that keeps waiting is the agent
                 # waiting out its --finish-timeout, and this is what it waits for.
-                log.info(
-                    "report's attempt not recorded yet",
-                    extra={
-                        "run": key,
-                        "pod": identity.pod,
-                        "reason": waiting_for,
-                        "waited_ms": round((loop.time() - began) * 1000, 1),
-                    },
-                )
+                log.info("report's attempt not recorded yet", extra=waited(reason=waiting_for))
             raise
 
     async def _attempt(self, identity: AgentIdentity, key: str, labels: Mapping[str, Any]) -> Resolved | str:
