@@ -531,7 +531,7 @@ def main() -> int:
     was_running = cluster.ClusterState.load(home) is not None
     state = cluster.up(cluster.UpOptions(home=home, kwok_nodes=0, real_node=True))
     try:
-        demo.install_crds(state)
+        cluster.install_crds(state)
         agent = demo.agent_binary()
         load_image(home, images.agent_spec(agent))
         load_image(home, images.base_with_agent_spec(agent))
