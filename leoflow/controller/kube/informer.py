@@ -223,7 +223,7 @@ class Informer:
                     WATCH_RESTARTS.labels(self.name, "expired").inc()
                     log.info(
                         "watch expired, relisting",
-                        extra={"informer": self.name, "message": error.message},
+                        extra={"informer": self.name, "error": error.message},
                     )
                     self._resource_version = None
                     self._gone_streak += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import json
 from typing import Any
 from urllib.parse import parse_qs
@@ -67,7 +68,11 @@ async def until(check: Any) -> None:
 
 
 @pytest.mark.parametrize("how", ["error-event", "http-410"])
-async def test_gone_watch_relists_and_diffs_the_cache(fake_api: Any, make_status: Any, how: str) -> None:
+async def test_gone_watch_relists_and_diffs_the_cache(
+    fake_api: Any, make_status: Any, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # At INFO, as the controller logs: the expiry's log line itself must not break the relist.
+    caplog.set_level(logging.INFO, logger="leoflow.controller.kube.informer")
     expired = (
         [
             {
