@@ -22,8 +22,11 @@ are upper bounds of "accepted by the API server". Beside them, in the same run:
 * ``api_create_during_run``: a bare client creating one pod every 0.1 s while the controller
   works: the floor, since no controller creates a pod faster than the API server accepts one,
   and the ratio of the transitions to it (these machines are noisy: compare ratios);
-* the controller's own histograms (``leoflow_task_transition_seconds{path}``, from the upstream's
-  end being known to the create returning, and ``leoflow_reconcile_seconds``), as bucket bounds;
+* the controller's own histograms, as bucket bounds: ``leoflow_task_transition_seconds{path}``
+  (from the upstream's end being known to the create returning), split into the controller's share
+  (``leoflow_task_transition_controller_seconds``, until the create is sent) and the API server's
+  answer to its creates (``leoflow_api_request_seconds{verb="create"}``), and
+  ``leoflow_reconcile_seconds``;
 * the bare-client create latency from bench/results/baseline.json (same ``make bench`` run).
 
 The agent server runs with --agent-insecure (no TLS, no TokenReview): with real tokens the review
@@ -37,7 +40,6 @@ import asyncio
 import itertools
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -53,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import grpc
 from benchlib import bench_cluster, free_port, read_result, scrape, summary_ms, write_result
 from kubernetes_asyncio.config import new_client_from_config
+from prometheus_client.parser import text_string_to_metric_families
 
 from leoflow.agent.v1 import agent_pb2, agent_pb2_grpc
 from leoflow.controller.kube.informer import EventType, Informer, InformerOptions
@@ -60,13 +63,6 @@ from leoflow.controller.kube.transport import DAGRUNS, PODS, KubeObject, Transpo
 from leoflow.dev import cluster
 from leoflow.dev.kwok import simulated_pod_placement
 from leoflow.spec.compiler import compile_text
-
-BUCKET = re.compile(r'^leoflow_task_transition_seconds_bucket\{le="([^"]+)",path="([a-z]+)"\} ([0-9.e+]+)$')
-BUCKET_ALT = re.compile(
-    r'^leoflow_task_transition_seconds_bucket\{path="([a-z]+)",le="([^"]+)"\} ([0-9.e+]+)$'
-)
-RECONCILE_BUCKET = re.compile(r'^leoflow_reconcile_seconds_bucket\{le="([^"]+)"\} ([0-9.e+]+)$')
-
 
 EXIT_LAG_MS = 1000
 """Agent path: KWOK ends a pod this long after its task's time, as a kubelet reports a container's
@@ -94,26 +90,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def transition_buckets(text: str, path: str) -> list[tuple[float, float]]:
+def histogram_buckets(text: str, name: str, **labels: str) -> list[tuple[float, float]]:
+    """The cumulative buckets (upper bound, count) of the histogram ``name`` whose labels include
+    ``labels``, from a Prometheus text exposition."""
     buckets: list[tuple[float, float]] = []
-    for line in text.splitlines():
-        if match := BUCKET.match(line):
-            le, which, count = match.groups()
-        elif match := BUCKET_ALT.match(line):
-            which, le, count = match.groups()
-        else:
-            continue
-        if which == path:
-            buckets.append((float(le), float(count)))
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name != f"{name}_bucket":
+                continue
+            if all(sample.labels.get(key) == value for key, value in labels.items()):
+                buckets.append((float(sample.labels["le"]), sample.value))
     return buckets
-
-
-def reconcile_buckets(text: str) -> list[tuple[float, float]]:
-    return [
-        (float(match.group(1)), float(match.group(2)))
-        for line in text.splitlines()
-        if (match := RECONCILE_BUCKET.match(line))
-    ]
 
 
 def histogram_bounds(buckets: list[tuple[float, float]]) -> dict[str, Any]:
@@ -391,10 +378,20 @@ async def phase(
             "transition_over_api_create_p50": round(transitions["p50_ms"] / floor["p50_ms"], 2),
             "transition_over_api_create_p99": round(transitions["p99_ms"] / floor["p99_ms"], 2),
             "expected_transitions": expected,
-            "controller_histogram": histogram_bounds(transition_buckets(metrics, path)),
+            "controller_histogram": histogram_bounds(
+                histogram_buckets(metrics, "leoflow_task_transition_seconds", path=path)
+            ),
+            # Its two parts: the controller's own (event known to create sent), and the API
+            # server's answer to every create (including creates off the transition path).
+            "controller_share_histogram": histogram_bounds(
+                histogram_buckets(metrics, "leoflow_task_transition_controller_seconds", path=path)
+            ),
+            "controller_api_create_histogram": histogram_bounds(
+                histogram_buckets(metrics, "leoflow_api_request_seconds", verb="create")
+            ),
             # One reconcile per run at a time: when workers x reconcile time falls behind the rate of
             # finished tasks, transitions wait in the queue (compare with the transition figures).
-            "reconcile": histogram_bounds(reconcile_buckets(metrics)),
+            "reconcile": histogram_bounds(histogram_buckets(metrics, "leoflow_reconcile_seconds")),
             "workers": workers,
             # Near 100: the controller's one event loop is the bottleneck; the machine's load says
             # how much CPU it could get (2 cores shared with every other process).

@@ -3,7 +3,9 @@ controller did to pods, how long runs and reconciles take, what the agents repor
 
 The headline number is ``leoflow_task_transition_seconds``: from the moment the controller learned
 an upstream finished (an agent's ``Finished`` or the pod's terminal watch event, the ``path``
-label) to the moment the API server accepted the downstream pod. API errors by code live with
+label) to the moment the API server accepted the downstream pod. Its part until the create is sent,
+``leoflow_task_transition_controller_seconds``, is the controller's own share; the writer's
+``leoflow_api_request_seconds`` has the API server's. API errors by code live with
 the error table (``leoflow.controller.kube.errors``) and sensor gauges with the sensor engine.
 Label children are resolved once, so recording costs an increment. Tests pass their own registry.
 """
@@ -52,6 +54,14 @@ class ControllerMetrics:
             buckets=TRANSITION_BUCKETS,
             registry=registry,
         )
+        self.transition_controller = Histogram(
+            "leoflow_task_transition_controller_seconds",
+            "The controller's own share of a transition: from an upstream task's end being known to "
+            "the downstream pod's create being sent (the rest is leoflow_api_request_seconds{verb=create})",
+            ["path"],
+            buckets=TRANSITION_BUCKETS,
+            registry=registry,
+        )
         self.pods_created = Counter(
             "leoflow_pods_created",
             "Pod creations by result (adopted: AlreadyExists for the same attempt)",
@@ -85,6 +95,9 @@ class ControllerMetrics:
             registry=registry,
         )
         self._transition = {path: self.transition.labels(path) for path in TRANSITION_PATHS}
+        self._transition_controller = {
+            path: self.transition_controller.labels(path) for path in TRANSITION_PATHS
+        }
         self._created = {result: self.pods_created.labels(result) for result in CREATE_RESULTS}
         self._runs = {phase.value: self.run_duration.labels(phase.value) for phase in TERMINAL_RUN_PHASES}
         self._failures = {reason.value: self.task_failures.labels(reason.value) for reason in FailureReason}
@@ -94,8 +107,10 @@ class ControllerMetrics:
             for result in REPORT_RESULTS
         }
 
-    def task_transition(self, path: str, seconds: float) -> None:
+    def task_transition(self, path: str, seconds: float, controller_seconds: float) -> None:
+        """``seconds`` until the create was accepted, ``controller_seconds`` until it was sent."""
         self._transition[path].observe(max(seconds, 0.0))
+        self._transition_controller[path].observe(max(controller_seconds, 0.0))
 
     def pod_created(self, result: str) -> None:
         self._created[result].inc()

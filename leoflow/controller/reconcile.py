@@ -47,6 +47,7 @@ from leoflow.controller.cleanup import (
     drop_result_finalizer,
     failed_pod_expiry,
     has_result_finalizer,
+    pod_failed,
     pod_run_uid,
     release_orphan,
     result_recorded,
@@ -258,6 +259,7 @@ class RunReconciler:
             return
         name = str(meta.get("name", ""))
         key = run_key(str(meta.get("namespace", "")), str(run))
+        settled = settled_pod_event(kind, new, released=(name, "release") in self._chores_done)
         if kind is EventType.DELETED:
             names = self._run_pods.get(key)
             if names is not None:
@@ -272,9 +274,11 @@ class RunReconciler:
             self._run_pods.setdefault(key, set()).add(name)
             self._missing_since.pop(name, None)
             main = (self.settings.classify or ClassifySettings()).main_container
-            if new is not None and task_ended(new, main) and (old is None or not task_ended(old, main)):
+            ended = new is not None and task_ended(new, main) and (old is None or not task_ended(old, main))
+            if ended and not settled:
                 self.mark_finished(key, "pod")
-        self.queue.add(key)
+        if not settled:
+            self.queue.add(key)
 
     def mark_finished(self, key: str, path: str) -> None:
         """An upstream's end became known now: the start of the transition-latency histogram."""
@@ -745,6 +749,7 @@ class RunReconciler:
                 metadata["annotations"] = {**metadata.get("annotations", {}), **extra}
         if self.agent_ca is not None:
             await self.agent_ca.ensure(view.namespace)
+        sent = time.perf_counter()
         try:
             result = await self.writer.create_pod(view.namespace, pod)
         except ApiError as exc:
@@ -762,7 +767,7 @@ class RunReconciler:
         if result.created:
             self.metrics.pod_created("created")
             if mark is not None and dag.tasks[action.task].upstreams:
-                self.metrics.task_transition(mark[1], time.perf_counter() - mark[0])
+                self.metrics.task_transition(mark[1], time.perf_counter() - mark[0], sent - mark[0])
             return
         attempt = AttemptKey(view.uid, dag.tasks[action.task].name, action.item, action.attempt)
         if is_same_attempt(result.object, attempt):
@@ -920,6 +925,21 @@ def own_write_echo(old: KubeObject | None, new: KubeObject | None, written: Kube
         return False
     version = resource_version(new)
     return version != resource_version(old) and version == resource_version(written)
+
+
+def settled_pod_event(kind: EventType, new: KubeObject | None, *, released: bool) -> bool:
+    """Whether a pod event cannot change its run: the controller recorded the pod's result and
+    dropped its finalizer (``released``), so no plan reads the pod again. Its deletion, the
+    finalizer change and a kubelet's late status then cost no reconcile (about half of a
+    transition's). A failed pod that is not being deleted still needs the reconcile that schedules
+    its TTL, and resyncs always reconcile: they are the level-triggered safety net."""
+    if not released or kind not in (EventType.MODIFIED, EventType.DELETED):
+        return False
+    if kind is EventType.DELETED or new is None:
+        return True
+    if has_result_finalizer(new):
+        return False
+    return bool((new.get("metadata") or {}).get("deletionTimestamp")) or not pod_failed(new)
 
 
 def recorded_pods(status: DagRunStatus) -> set[str]:

@@ -15,11 +15,19 @@ def _value(registry: CollectorRegistry, name: str, **labels: str) -> float:
 def test_transition_latency_is_a_histogram_by_path_with_fine_low_buckets() -> None:
     registry = CollectorRegistry()
     metrics = ControllerMetrics(registry)
-    metrics.task_transition("agent", 0.004)
-    metrics.task_transition("pod", 0.12)
+    metrics.task_transition("agent", 0.004, 0.001)
+    metrics.task_transition("pod", 0.12, 0.002)
     assert _value(registry, "leoflow_task_transition_seconds_bucket", path="agent", le="0.005") == 1
     assert _value(registry, "leoflow_task_transition_seconds_bucket", path="pod", le="0.1") == 0
     assert _value(registry, "leoflow_task_transition_seconds_count", path="pod") == 1
+
+
+def test_the_controllers_own_share_of_a_transition_is_exported_beside_it() -> None:
+    registry = CollectorRegistry()
+    metrics = ControllerMetrics(registry)
+    metrics.task_transition("pod", 0.12, 0.002)
+    assert _value(registry, "leoflow_task_transition_controller_seconds_bucket", path="pod", le="0.0025") == 1
+    assert _value(registry, "leoflow_task_transition_seconds_bucket", path="pod", le="0.0025") == 0
 
 
 def test_pod_run_report_and_failure_counters_are_exported() -> None:
@@ -45,4 +53,4 @@ def test_pod_run_report_and_failure_counters_are_exported() -> None:
 def test_unknown_label_values_are_refused() -> None:
     metrics = ControllerMetrics(CollectorRegistry())
     with pytest.raises(KeyError):
-        metrics.task_transition("carrier-pigeon", 1.0)
+        metrics.task_transition("carrier-pigeon", 1.0, 0.1)

@@ -56,6 +56,26 @@ async def test_429_waits_the_servers_retry_after_then_succeeds(
     assert len(fake_api.requests) == 3
 
 
+async def test_every_request_and_each_retry_is_timed_by_verb(
+    fake_api: Any, clock: Any, make_status: Any
+) -> None:
+    fake_api.on(
+        "POST",
+        PODS_PATH,
+        scripted(
+            make_status(429, "TooManyRequests", headers={"Retry-After": "30"}),
+            web.json_response(POD, status=201),
+        ),
+    )
+
+    def timed(verb: str) -> float:
+        return REGISTRY.get_sample_value("leoflow_api_request_seconds_count", {"verb": verb}) or 0.0
+
+    creates, gets = timed("create"), timed("get")
+    await writer(fake_api, clock).create_pod("ns", POD)
+    assert (timed("create"), timed("get")) == (creates + 2, gets)
+
+
 async def test_retry_after_pauses_the_whole_verb(fake_api: Any, clock: Any, make_status: Any) -> None:
     fake_api.on(
         "POST",
