@@ -103,6 +103,16 @@ def histogram_buckets(text: str, name: str, **labels: str) -> list[tuple[float, 
     return buckets
 
 
+def requests_per_task(text: str, tasks: int) -> dict[str, float]:
+    """The controller's API requests by verb (``leoflow_api_request_seconds_count``) per task."""
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "leoflow_api_request_seconds_count" and sample.value:
+                counts[sample.labels["verb"]] = round(sample.value / max(tasks, 1), 2)
+    return counts
+
+
 def histogram_bounds(buckets: list[tuple[float, float]]) -> dict[str, Any]:
     """p50/p99 as the upper bound of the bucket they fall in (what a histogram can tell)."""
     buckets = sorted(buckets)
@@ -389,6 +399,8 @@ async def phase(
             "controller_api_create_histogram": histogram_bounds(
                 histogram_buckets(metrics, "leoflow_api_request_seconds", verb="create")
             ),
+            # What each task costs the API server on the controller's side.
+            "api_requests_per_task": requests_per_task(metrics, runs * tasks),
             # One reconcile per run at a time: when workers x reconcile time falls behind the rate of
             # finished tasks, transitions wait in the queue (compare with the transition figures).
             "reconcile": histogram_bounds(histogram_buckets(metrics, "leoflow_reconcile_seconds")),
