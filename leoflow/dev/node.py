@@ -27,6 +27,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import yaml
 from cryptography import x509
 
@@ -273,12 +274,34 @@ def _start_containerd(env: NodeEnvironment, layout: _NodeLayout, paths: NodePath
     while time.monotonic() < deadline:
         if pid_of(layout, "containerd") is None:
             raise NodeError("containerd exited during start-up\n" + _error_lines(layout, "containerd"))
-        if paths.socket.exists() and _ctr(paths, "version", timeout=5).returncode == 0:
+        # ctr answers before the CRI plugin has loaded its state; a kubelet started then fails
+        # with "server is not initialized yet" (seen on a restart over an existing state dir).
+        if (
+            paths.socket.exists()
+            and _ctr(paths, "version", timeout=5).returncode == 0
+            and cri_answers(paths.socket)
+        ):
             return
         time.sleep(0.1)
     raise NodeError(
-        "containerd did not answer on its socket within 30s\n" + _error_lines(layout, "containerd")
+        "containerd did not answer on its socket (ctr and CRI) within 30s\n"
+        + _error_lines(layout, "containerd")
     )
+
+
+def cri_answers(socket: Path, timeout: float = 2.0) -> bool:
+    """Whether containerd's CRI service answers ``RuntimeService/Version``, as the kubelet's
+    first call does. An empty request is a valid ``VersionRequest``, so no CRI stubs are needed."""
+    with grpc.insecure_channel(f"unix://{socket}") as channel:
+        version = channel.unary_unary(
+            "/runtime.v1.RuntimeService/Version", request_serializer=None, response_deserializer=None
+        )
+        try:
+            version(b"", timeout=timeout)
+        except grpc.RpcError as error:
+            log.debug("CRI not answering yet", extra={"socket": str(socket), "error": str(error)})
+            return False
+    return True
 
 
 def ensure_base_images(env: NodeEnvironment) -> list[images.BuiltImage]:

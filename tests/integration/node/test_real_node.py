@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from leoflow.dev import images
-from leoflow.dev.node import load_image
+from leoflow.dev.containerd import NodePaths
+from leoflow.dev.node import cri_answers, load_image
 from leoflow.dev.testing import ClusterHandle
 from tests.integration.realnode import Pod, container, finished, real_node_pod, wait_pod
 
@@ -279,3 +280,11 @@ def test_pod_network_pod_reaches_a_host_server_on_the_node_address(
     assert pod["status"]["phase"] == "Succeeded", logs
     assert logs == "hello from the host\n"
     assert pod["status"]["podIP"] != node_ip
+
+
+def test_containerds_cri_answers_as_the_kubelet_first_asks_and_a_missing_socket_does_not(
+    cluster: ClusterHandle, real_node: str, tmp_path: Path
+) -> None:
+    # The start waits for this answer, not only ctr's, before it starts the kubelet.
+    assert cri_answers(NodePaths(cluster.home).socket)
+    assert not cri_answers(tmp_path / "no-containerd.sock", timeout=0.5)
