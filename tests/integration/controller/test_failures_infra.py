@@ -64,6 +64,16 @@ async def test_kubelet_eviction_is_retried_on_the_infrastructure_budget(harness:
     assert "The node was low on resource: memory." in retrying["message"]
 
 
+async def test_kubelet_admission_rejection_is_retried_on_the_infrastructure_budget(harness: Harness) -> None:
+    # The kubelet refuses the pod before any container ran (failures.md 7): not the user's failure.
+    await harness.apply_dag(dag_yaml("rejected", "  work: {command: [work], retries: 0}\n"))
+    harness.script.tasks = {"work": {1: {"kwok.leoflow.io/admission-reject": "OutOfcpu"}, 2: SUCCEED}}
+    await _start(harness)
+    await harness.create_run("r1", "rejected")
+    retrying = await _succeeded_on_the_infrastructure_budget(harness, "AdmissionRejected")
+    assert "Node didn't have enough resource: cpu" in retrying["message"], retrying["message"]
+
+
 async def test_api_eviction_is_retried_on_the_infrastructure_budget(harness: Harness) -> None:
     await harness.apply_dag(dag_yaml("drained", "  work: {command: [work], retries: 0}\n"))
     harness.script.tasks = {"work": {1: RUNNING_FOREVER, 2: SUCCEED}}

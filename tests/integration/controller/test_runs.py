@@ -57,6 +57,22 @@ async def test_succeeded_pods_are_deleted_under_the_default_policy(harness: Harn
     await harness.wait_until_no_pods("r1")
 
 
+async def test_a_task_ends_when_its_main_container_exits_though_a_sidecar_keeps_the_pod_running(
+    harness: Harness,
+) -> None:
+    # An injected sidecar (istio-proxy, vault-agent) outlives the task (failures.md 19): the phase
+    # stays Running, so only the main container's terminated state can say the task ended.
+    tasks = "  work: {command: [work]}\n  report: {after: [work], command: [report]}\n"
+    await harness.apply_dag(dag_yaml("sidecar", tasks))
+    harness.script.tasks = {"work": {"kwok.leoflow.io/main-exits-after": "200ms"}}
+    await harness.start(cleanup=CleanupPolicy(delete_succeeded=False))
+    await harness.create_run("r1", "sidecar")
+    done = await harness.wait_phase("r1", "Succeeded")
+    assert _status(done)["taskStates"] == "SS"
+    [work] = [p for p in await harness.pods("r1") if p["metadata"]["labels"][TASK_LABEL] == "work"]
+    assert work["status"]["phase"] == "Running"
+
+
 async def test_failing_task_retries_then_fails_the_run_naming_task_and_reason(harness: Harness) -> None:
     tasks = "  extract: {command: [extract]}\n  load: {after: [extract], command: [load]}\n"
     await harness.apply_dag(dag_yaml("retrying", tasks, defaults="retries: 1, retryDelay: 1s"))
