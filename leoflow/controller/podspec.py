@@ -1,12 +1,16 @@
 """Build the pod for one task attempt from the compiled DAG: pure, deterministic.
 
 The controller never merges defaults: the task's profile already holds the resolved image,
-resources, placement and env. What happens here is templating (params, upstream outputs,
-``logical_date``, ``run_id``, ``item``) through the compiler's own grammar
+resources, placement, env and pod labels and annotations. What happens here is templating (params,
+upstream outputs, ``logical_date``, ``run_id``, ``item``) through the compiler's own grammar
 (``leoflow.spec.templates``, no code execution), identity (name, labels, the attempt annotation,
 an owner reference to the DAGRun) and the safety nets: ``restartPolicy: Never`` so a failure is
 final for the attempt, and ``activeDeadlineSeconds`` so the kubelet stops a task that overruns its
 timeout even while the controller is down.
+
+The DAG's own labels and annotations go in first and Leoflow's over them; the compiler refuses the
+keys Leoflow sets, so none is ever overwritten. The controller's ``--pod-annotation`` flag is
+applied later, at create time (``reconcile``), over all of these.
 """
 
 from __future__ import annotations
@@ -91,8 +95,12 @@ def build_pod(
         "metadata": {
             "name": attempt_pod_name(run.name, key),
             "namespace": run.namespace,
-            "labels": pod_labels(run.dag, run.name, key),
-            "annotations": {ATTEMPT_ANNOTATION: key.annotation(), DEFINITION_ANNOTATION: dag.definitionHash},
+            "labels": {**profile.podLabels, **pod_labels(run.dag, run.name, key)},
+            "annotations": {
+                **profile.podAnnotations,
+                ATTEMPT_ANNOTATION: key.annotation(),
+                DEFINITION_ANNOTATION: dag.definitionHash,
+            },
             "ownerReferences": [
                 {
                     "apiVersion": API_VERSION,

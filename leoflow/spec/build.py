@@ -92,6 +92,8 @@ def _profile(dag: DagFile, task: Task) -> res.Profile:
         tolerations=[res.Toleration(**t.model_dump(exclude_none=True)) for t in tolerations or []],
         affinity=task.affinity if task.affinity is not None else d.affinity,
         serviceAccountName=task.serviceAccountName or d.serviceAccountName,
+        podLabels={**(d.podLabels or {}), **(task.podLabels or {})},
+        podAnnotations={**(d.podAnnotations or {}), **(task.podAnnotations or {})},
         retries=_first(task.retries, d.retries, 0),
         retryDelaySeconds=_first(task.retryDelay, d.retryDelay, _DEFAULT_RETRY_DELAY),
         retryBackoff=_first(task.retryBackoff, d.retryBackoff, _DEFAULT_BACKOFF),
@@ -120,6 +122,8 @@ _PROFILE_FIELDS = frozenset(
         "tolerations",
         "affinity",
         "serviceAccountName",
+        "podLabels",
+        "podAnnotations",
     }
 )
 

@@ -10,6 +10,7 @@ import difflib
 from typing import Any
 
 from leoflow.spec.fields import ENV_NAME
+from leoflow.spec.podmetadata import ANNOTATIONS_LIMIT_BYTES, MAX_POD_ANNOTATIONS_BYTES, annotations_bytes
 from leoflow.spec.problems import Path, Problem
 from leoflow.spec.schedule import ScheduleError, check_cron, check_timezone
 from leoflow.spec.source import Document
@@ -18,7 +19,13 @@ from leoflow.spec.templates import Reference, TemplateError, has_template, refer
 
 def check(doc: Document) -> list[Problem]:
     """Every cross-field problem in ``doc``."""
-    return [*_check_graph(doc), *_check_schedule(doc), *_check_params(doc), *_check_env_names(doc)]
+    return [
+        *_check_graph(doc),
+        *_check_schedule(doc),
+        *_check_params(doc),
+        *_check_env_names(doc),
+        *_check_annotation_sizes(doc),
+    ]
 
 
 def _raw_tasks(doc: Document) -> dict[str, dict[str, Any]]:
@@ -346,3 +353,36 @@ def _check_env_names(doc: Document) -> list[Problem]:
                     doc.problem((*path, key), f"'{key}' is not a valid environment variable name", key=True)
                 )
     return problems
+
+
+def _raw_annotations(holder: Any) -> dict[str, str]:
+    annotations = holder.get("podAnnotations") if isinstance(holder, dict) else None
+    if not isinstance(annotations, dict):
+        return {}
+    return {k: v for k, v in annotations.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _check_annotation_sizes(doc: Document) -> list[Problem]:
+    """A pod carries the task's annotations merged over the defaults', so the sum is what counts."""
+    inherited = _raw_annotations(doc.data.get("defaults"))
+    size = annotations_bytes(inherited)
+    if size > MAX_POD_ANNOTATIONS_BYTES:
+        return [doc.problem(("defaults", "podAnnotations"), _too_large(size, ""))]
+    problems = []
+    for name, task in _raw_tasks(doc).items():
+        own = _raw_annotations(task)
+        if not own:
+            continue
+        size = annotations_bytes({**inherited, **own})
+        if size > MAX_POD_ANNOTATIONS_BYTES:
+            merged = " (merged over defaults.podAnnotations)" if inherited else ""
+            problems.append(doc.problem(("tasks", name, "podAnnotations"), _too_large(size, merged)))
+    return problems
+
+
+def _too_large(size: int, merged: str) -> str:
+    return (
+        f"the pod's annotations{merged} are {size} bytes (keys plus values); the limit is "
+        f"{MAX_POD_ANNOTATIONS_BYTES}: the API server refuses more than {ANNOTATIONS_LIMIT_BYTES}, "
+        f"and Leoflow keeps {ANNOTATIONS_LIMIT_BYTES - MAX_POD_ANNOTATIONS_BYTES} for its own"
+    )

@@ -33,6 +33,7 @@ from leoflow.spec.fields import (
     TaskName,
     Text,
 )
+from leoflow.spec.podmetadata import AnnotationKey, LabelKey, LabelValue
 
 TriggerRule = Literal["all_success", "all_done", "all_failed", "one_success", "one_failed", "none_failed"]
 ConcurrencyPolicy = Literal["Allow", "Forbid", "Replace"]
@@ -112,6 +113,10 @@ class PodSettings(FileModel):
     tolerations: list[Toleration] | None = None
     affinity: dict[str, Any] | None = None
     serviceAccountName: Text | None = None
+    podLabels: dict[LabelKey, LabelValue] | None = None
+    """Merged key by key over the defaults' labels."""
+    podAnnotations: dict[AnnotationKey, str] | None = None
+    """Merged key by key over the defaults' annotations; sized as a whole by the checks."""
 
 
 class Defaults(PodSettings):

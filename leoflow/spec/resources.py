@@ -12,8 +12,9 @@ DAG ``spec`` (``DagSpec``):
   ``upstreams`` is stored; ``downstreams`` is derived when the spec is loaded through ``DagSpec``
   (storing both adds a fifth to a large DAG, which then no longer fits in 1 MiB).
 - ``profiles`` holds the resolved settings that tasks share (image, resources, nodeSelector,
-  tolerations, affinity, serviceAccountName, env inherited from ``defaults``, retries and backoff,
-  timeout). ``task.profile`` is an index into it. Sharing keeps a 10,000-task DAG under 1 MiB.
+  tolerations, affinity, serviceAccountName, pod labels and annotations, env inherited from
+  ``defaults``, retries and backoff, timeout). ``task.profile`` is an index into it. Sharing
+  keeps a 10,000-task DAG under 1 MiB.
   A pod's env is ``profile.env`` followed by ``task.env``; the compiler guarantees the names are
   disjoint (a task that overrides an inherited variable gets its own profile without it).
 - durations are whole seconds (``...Seconds`` fields); quantities are Kubernetes quantity strings.
@@ -120,6 +121,10 @@ class Profile(ResourceModel):
     tolerations: list[Toleration] = Field(default_factory=list)
     affinity: dict[str, Any] | None = Field(default=None, json_schema_extra={"x-free-form": True})
     serviceAccountName: str | None = None
+    podLabels: dict[str, str] = Field(default_factory=dict)
+    """Labels of the task's pods besides Leoflow's own: the task's merged over the defaults'."""
+    podAnnotations: dict[str, str] = Field(default_factory=dict)
+    """Annotations of the task's pods besides Leoflow's own: the task's merged over the defaults'."""
     retries: int = 0
     """Retries after a failed attempt (user failures only)."""
     retryDelaySeconds: int = 30

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from leoflow.controller.podnames import AttemptKey, attempt_pod_name, is_same_attempt
 from leoflow.controller.podspec import PodBuildSettings, PodSpecError, RunIdentity, build_pod
-from leoflow.spec.resources import EnvVar, Profile
+from leoflow.spec.podmetadata import reserved_reason
+from leoflow.spec.resources import CompiledFanOut, EnvVar, Profile
 from leoflow.spec.templates import RenderContext
 
 from .dags import dag
@@ -149,3 +150,24 @@ def test_pod_names_differ_between_attempts_and_items(
     assert name != attempt_pod_name(run, AttemptKey("u", task, item, attempt + 1))
     other_item = 0 if item is None else item + 1
     assert name != attempt_pod_name(run, AttemptKey("u", task, other_item, attempt))
+
+
+def test_dag_pod_labels_and_annotations_reach_the_pod_under_leoflows_own() -> None:
+    spec = dag(
+        {"a": []},
+        podLabels={"team": "data", "leoflow.io/task": "spoofed"},
+        podAnnotations={"sidecar.istio.io/inject": "false", "leoflow.io/attempt-id": "spoofed"},
+    )
+    meta = build_pod(spec, RUN, 0, attempt=1, item=None, context=CONTEXT)["metadata"]
+    assert meta["labels"]["team"] == "data"
+    assert meta["labels"]["leoflow.io/task"] == "a"
+    assert meta["annotations"]["sidecar.istio.io/inject"] == "false"
+    assert meta["annotations"]["leoflow.io/attempt-id"] == "uid-1/a//1"
+    assert meta["annotations"]["leoflow.io/definition-hash"] == spec.definitionHash
+
+
+def test_every_key_leoflow_sets_on_a_pod_is_one_the_compiler_refuses() -> None:
+    spec = dag({"a": []}, fan_out={"a": CompiledFanOut(items=["x"])})
+    meta = build_pod(spec, RUN, 0, attempt=1, item=0, context=CONTEXT)["metadata"]
+    assert all(reserved_reason(key, "label") for key in meta["labels"])
+    assert all(reserved_reason(key, "annotation") for key in meta["annotations"])
