@@ -37,6 +37,7 @@ from leoflow.controller.reconcile import ReconcileSettings
 from leoflow.controller.sensors.engine import EngineOptions
 from leoflow.controller.sensors.http import HttpOptions
 from leoflow.controller.tokenreview import TokenReviewer
+from leoflow.spec.podmetadata import annotation_key
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,11 @@ def _annotations(values: list[str]) -> dict[str, str]:
         key, sep, text = value.partition("=")
         if not sep or not key:
             raise CommandError(f"--pod-annotation must be KEY=VALUE, got {value!r}", EXIT_USAGE)
+        try:
+            # Leoflow's own keys (the attempt id adoption relies on) must not be overridden.
+            annotation_key(key)
+        except ValueError as exc:
+            raise CommandError(f"--pod-annotation {value!r}: {exc}", EXIT_USAGE) from exc
         out[key] = text
     return out
 

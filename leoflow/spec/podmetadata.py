@@ -95,7 +95,9 @@ def _label_key(key: str) -> str:
     return _key(key, "label")
 
 
-def _annotation_key(key: str) -> str:
+def annotation_key(key: str) -> str:
+    """``key`` when a pod annotation may use it (a DAG's, or the controller's --pod-annotation);
+    ValueError saying why not."""
     return _key(key, "annotation")
 
 
@@ -119,4 +121,4 @@ def annotations_bytes(annotations: Mapping[str, str]) -> int:
 
 LabelKey = Annotated[str, AfterValidator(_label_key)]
 LabelValue = Annotated[str, AfterValidator(_label_value)]
-AnnotationKey = Annotated[str, AfterValidator(_annotation_key)]
+AnnotationKey = Annotated[str, AfterValidator(annotation_key)]

@@ -79,3 +79,25 @@ def test_a_sensor_flag_that_is_not_a_number_is_a_usage_error_naming_it(
         main(["controller", "run", f"{flag}=many"])
     assert exited.value.code == EXIT_USAGE
     assert f"argument {flag}: invalid" in capsys.readouterr().err
+
+
+def test_a_pod_annotation_reaches_every_task_pod() -> None:
+    settings = settings_for("--pod-annotation", "example.com/team=data")
+    assert settings.reconcile.pod_annotations is not None
+    assert settings.reconcile.pod_annotations({}) == {"example.com/team": "data"}
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("leoflow.io/attempt-id=x", "reserved"),
+        ("team_=x", "not a Kubernetes qualified name"),
+    ],
+)
+def test_a_pod_annotation_leoflow_owns_or_kubernetes_refuses_is_a_usage_error(
+    value: str, why: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The controller reads its own annotations back (the attempt id adopts pods after a restart).
+    assert main(["controller", "run", "--pod-annotation", value]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"--pod-annotation {value!r}" in err and why in err
