@@ -10,7 +10,7 @@ timeout even while the controller is down.
 
 The DAG's own labels and annotations go in first and Leoflow's over them; the compiler refuses the
 keys Leoflow sets, so none is ever overwritten. The controller's ``--pod-annotation`` flag is
-applied later, at create time (``reconcile``), over all of these.
+applied later, at create time (``reconcile``), over the DAG's; it refuses Leoflow's keys too.
 """
 
 from __future__ import annotations
