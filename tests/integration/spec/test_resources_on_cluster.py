@@ -52,6 +52,8 @@ defaults:
       requiredDuringSchedulingIgnoredDuringExecution:
         nodeSelectorTerms: [{matchExpressions: [{key: zone, operator: In, values: [a, b]}]}]
   serviceAccountName: runner
+  podLabels: {team: data, cost-center: "42"}
+  podAnnotations: {sidecar.istio.io/inject: "false"}
 tasks:
   list:
     command: [ls, "--limit={{ params.limit }}"]
@@ -59,6 +61,8 @@ tasks:
     outputs: [files]
     image: registry.example.com/lister:2
     resources: {gpu: 1}
+    podLabels: {team: listing}
+    podAnnotations: {leoflow.io/agent-path: /usr/local/bin/leoflow-agent}
   each:
     after: [list]
     command: [process, "{{ item }}"]
@@ -72,13 +76,22 @@ tasks:
     fanOut: {items: [eu, us]}
     trigger: all_done
   wait-file:
-    sensor: {http: {url: "https://example.com/ready", expectStatus: [200], jsonPath: $.ok, jsonValue: "true"}}
+    sensor:
+      http:
+        url: "https://example.com/ready"
+        expectStatus: [200]
+        jsonPath: $.ok
+        jsonValue: "true"
+        headers: {Accept: application/json}
+        headersFrom: {Authorization: {secret: api, key: token, prefix: "Bearer "}}
+        requestTimeout: 5s
+      pokeBackoff: 1.5
   wait-time:
     sensor: {time: {delay: 5m}, pokeInterval: 10s, softFail: true}
   wait-job:
     sensor: {kubernetes: {apiVersion: batch/v1, kind: Job, name: prep, condition: Complete}, timeout: 2h}
   wait-dag:
-    sensor: {dagRun: {dag: upstream-dag, task: publish}}
+    sensor: {dagRun: {dag: upstream-dag, task: publish, namespace: other-team}}
   wait-cmd:
     sensor: {command: {command: [test, -f, /data/ready]}, maxPokeInterval: 5m}
   report:
