@@ -54,24 +54,29 @@ async def _succeeded_on_the_infrastructure_budget(harness: Harness, reason: str)
     return retrying
 
 
-async def test_kubelet_eviction_is_retried_on_the_infrastructure_budget(harness: Harness) -> None:
-    await harness.apply_dag(dag_yaml("evicted", "  work: {command: [work], retries: 0}\n"))
-    harness.script.tasks = {"work": {1: {"kwok.leoflow.io/evict-after": "500ms"}, 2: SUCCEED}}
+@pytest.mark.parametrize(
+    ("kubelet", "reason", "said"),
+    [
+        ({"kwok.leoflow.io/evict-after": "500ms"}, "Evicted", "The node was low on resource: memory."),
+        # Refused before any container ran (failures.md 7): not the user's failure either.
+        (
+            {"kwok.leoflow.io/admission-reject": "OutOfcpu"},
+            "AdmissionRejected",
+            "Node didn't have enough resource: cpu",
+        ),
+    ],
+    ids=["node-pressure-eviction", "admission-rejection"],
+)
+async def test_a_pod_the_kubelet_fails_is_retried_on_the_infrastructure_budget(
+    harness: Harness, kubelet: dict[str, str], reason: str, said: str
+) -> None:
+    await harness.apply_dag(dag_yaml("kubelet", "  work: {command: [work], retries: 0}\n"))
+    harness.script.tasks = {"work": {1: kubelet, 2: SUCCEED}}
     await _start(harness)
-    await harness.create_run("r1", "evicted")
-    retrying = await _succeeded_on_the_infrastructure_budget(harness, "Evicted")
+    await harness.create_run("r1", "kubelet")
+    retrying = await _succeeded_on_the_infrastructure_budget(harness, reason)
     # The kubelet's own explanation reaches the user.
-    assert "The node was low on resource: memory." in retrying["message"]
-
-
-async def test_kubelet_admission_rejection_is_retried_on_the_infrastructure_budget(harness: Harness) -> None:
-    # The kubelet refuses the pod before any container ran (failures.md 7): not the user's failure.
-    await harness.apply_dag(dag_yaml("rejected", "  work: {command: [work], retries: 0}\n"))
-    harness.script.tasks = {"work": {1: {"kwok.leoflow.io/admission-reject": "OutOfcpu"}, 2: SUCCEED}}
-    await _start(harness)
-    await harness.create_run("r1", "rejected")
-    retrying = await _succeeded_on_the_infrastructure_budget(harness, "AdmissionRejected")
-    assert "Node didn't have enough resource: cpu" in retrying["message"], retrying["message"]
+    assert said in retrying["message"], retrying["message"]
 
 
 async def test_api_eviction_is_retried_on_the_infrastructure_budget(harness: Harness) -> None:
