@@ -31,6 +31,8 @@ def test_stages_cover_the_whole_pod_lifecycle_with_leoflow_annotations() -> None
         "pod-fail",
         "pod-evict",
         "pod-image-pull-error",
+        "pod-admission-reject",
+        "pod-main-exits",
         "pod-delete",
     }
     text = kwok.stages_yaml()
@@ -42,6 +44,8 @@ def test_stages_cover_the_whole_pod_lifecycle_with_leoflow_annotations() -> None
         "image-pull",
         "evict-after",
         "evict-message",
+        "admission-reject",
+        "main-exits-after",
     )
     for annotation in annotations:
         assert f'"{kwok.ANNOTATION_PREFIX}{annotation}"' in text
