@@ -32,6 +32,7 @@ from leoflow.controller.agentsink import RunReportSink
 from leoflow.controller.app import Controller, ControllerSettings, default_identity
 from leoflow.controller.cleanup import PolicyError, parse_policy
 from leoflow.controller.health import start_health_server
+from leoflow.controller.kube.transport import pin_environment
 from leoflow.controller.podstatus import ClassifySettings
 from leoflow.controller.reconcile import ReconcileSettings
 from leoflow.controller.sensors.engine import EngineOptions
@@ -214,12 +215,12 @@ def run_controller(args: argparse.Namespace) -> int:
 
 async def _client(kubeconfig: str | None) -> Any:
     if kubeconfig:
-        return await config.new_client_from_config(config_file=kubeconfig)
+        return pin_environment(await config.new_client_from_config(config_file=kubeconfig))
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
-        return ApiClient(Configuration.get_default_copy())
+        return pin_environment(ApiClient(Configuration.get_default_copy()))
     except config.ConfigException:
-        return await config.new_client_from_config()
+        return pin_environment(await config.new_client_from_config())
 
 
 async def _serve(

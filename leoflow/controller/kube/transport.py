@@ -13,6 +13,8 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 from leoflow.controller.kube.errors import ApiError, connection_error, error_from_response
 from leoflow.spec.resources import GROUP, VERSION
@@ -47,6 +49,29 @@ CORE_EVENTS = ResourceRef("", "v1", "events")
 LEASES = ResourceRef("coordination.k8s.io", "v1", "leases")
 DAGS = ResourceRef(GROUP, VERSION, "dags")
 DAGRUNS = ResourceRef(GROUP, VERSION, "dagruns")
+
+
+def pin_environment(api_client: Any) -> Any:
+    """Makes ``api_client`` read the environment once instead of before every request.
+
+    kubernetes_asyncio opens its aiohttp session with ``trust_env=True``, so before each request
+    aiohttp looks up the proxy variables and parses ``~/.netrc``, each in a worker thread: two
+    thread hops per API call, which under load cost the controller about a quarter of its CPU and
+    delay every create. The API server's proxy (``HTTPS_PROXY``/``NO_PROXY``, as client-go reads
+    them) is resolved here once; netrc never applies, the API server's credentials are in the
+    kubeconfig. Returns ``api_client``.
+    """
+    rest = api_client.rest_client
+    if not rest.proxy:
+        try:
+            proxy, _ = get_env_proxy_for_url(URL(api_client.configuration.host))
+        except LookupError:
+            pass
+        else:
+            rest.proxy = str(proxy)
+    # The session has no public switch for it; the attribute is read per request.
+    rest.pool_manager._trust_env = False
+    return api_client
 
 
 class Transport:
