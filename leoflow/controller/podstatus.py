@@ -308,8 +308,15 @@ def classify(
             started=started,
         )
     if phase == "Succeeded":
-        return PodObservation(
-            PodPhase.SUCCEEDED, exit_code=0, container=main.name if main else None, started=True
+        # Success needs positive evidence, the main container's exit 0 (taken above) or the
+        # agent's report; a phase alone (a virtual kubelet with no container statuses) is not it.
+        return _failed(
+            FailureReason.UNKNOWN,
+            _pod_message(
+                view,
+                "pod phase Succeeded, but no exit status of its main container: no evidence the task ran",
+            ),
+            started=started,
         )
     if phase == "Unknown":
         return _failed(

@@ -43,6 +43,19 @@ def test_main_exit_zero_succeeds() -> None:
     assert obs.exit_code == 0
 
 
+def test_phase_succeeded_without_an_exit_status_of_main_is_no_success() -> None:
+    # A virtual kubelet may report the phase with no container statuses (failures.md 24): without
+    # evidence the task ran, it is retried as infrastructure, never recorded as a success.
+    for statuses in (None, [], [running("istio-proxy")]):
+        obs = classify(
+            pod("Succeeded", containers=statuses, spec_containers=("main", "istio-proxy")), now=at(30)
+        )
+        assert obs.phase is PodPhase.FAILED, statuses
+        assert obs.reason is FailureReason.UNKNOWN
+        assert obs.failure_class is FailureClass.INFRA
+        assert "no evidence the task ran" in obs.message
+
+
 def test_main_exit_zero_succeeds_while_sidecar_keeps_pod_running() -> None:
     statuses = [terminated("main", 0), running("istio-proxy")]
     obs = classify(pod("Running", containers=statuses, spec_containers=("main", "istio-proxy")), now=at(30))
