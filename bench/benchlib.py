@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import socket
 import statistics
 import time
 import urllib.request
@@ -74,13 +73,6 @@ def bench_cluster() -> Iterator[cluster.ClusterState]:
     finally:
         if not shared:
             cluster.down(home)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def scrape(port: int, timeout: float = 5.0) -> str:

@@ -53,7 +53,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import grpc
-from benchlib import bench_cluster, free_port, read_result, scrape, summary_ms, write_result
+from benchlib import bench_cluster, read_result, scrape, summary_ms, write_result
 from kubernetes_asyncio.config import new_client_from_config
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -62,6 +62,7 @@ from leoflow.controller.kube.informer import EventType, Informer, InformerOption
 from leoflow.controller.kube.transport import DAGRUNS, PODS, KubeObject, Transport
 from leoflow.dev import cluster
 from leoflow.dev.kwok import simulated_pod_placement
+from leoflow.dev.processes import free_port
 from leoflow.spec.compiler import compile_text
 
 EXIT_LAG_MS = 1000

@@ -64,7 +64,7 @@ from leoflow.controller.kube.transport import DAGRUNS, PODS, KubeObject, Transpo
 from leoflow.controller.podnames import ATTEMPT_LABEL, MAIN_CONTAINER, RUN_LABEL, TASK_LABEL
 from leoflow.dev import cluster, images
 from leoflow.dev.node import NODE_TYPE_LABEL, load_image
-from leoflow.dev.processes import Layout
+from leoflow.dev.processes import Layout, free_port
 from leoflow.spec.compiler import compile_text
 from leoflow.webhook.registration import only_namespaces, webhook_configuration
 
@@ -405,7 +405,7 @@ def processes(state: cluster.ClusterState, lanes: dict[str, Lane], work: Path) -
     tls = demo.write_tls(work / "tls", ("127.0.0.1", address))
     for lane in lanes.values():
         demo.prepare_namespace(state, lane.namespace, tls)
-    agent_addrs = {path: f"{address}:{demo.free_port(address)}" for path in lanes if path != "pod"}
+    agent_addrs = {path: f"{address}:{free_port(address)}" for path in lanes if path != "pod"}
     with ExitStack() as stack:
         for path, lane in lanes.items():
             if path == "pod":
@@ -423,7 +423,7 @@ def processes(state: cluster.ClusterState, lanes: dict[str, Lane], work: Path) -
             demo.wait_ready(name, process, url, None, work / f"{name}.log")
         context = ssl.create_default_context(cafile=str(tls.ca))
         for path, agent_addr in agent_addrs.items():
-            port = demo.free_port("127.0.0.1")
+            port = free_port("127.0.0.1")
             name = f"webhook-{path}"
             webhook = stack.enter_context(demo.child(name, webhook_argv(path, port, agent_addr, tls), work))
             demo.wait_ready(name, webhook, f"https://127.0.0.1:{port}/readyz", context, work / f"{name}.log")
@@ -435,7 +435,7 @@ def processes(state: cluster.ClusterState, lanes: dict[str, Lane], work: Path) -
 async def measure(state: cluster.ClusterState, args: argparse.Namespace) -> dict[str, Any]:
     suffix = uuid.uuid4().hex[:6]
     paths: tuple[str, ...] = tuple(args.paths)
-    lanes = {path: Lane(path, f"realnode-{path}-{suffix}", demo.free_port("127.0.0.1")) for path in paths}
+    lanes = {path: Lane(path, f"realnode-{path}-{suffix}", free_port("127.0.0.1")) for path in paths}
     shapes = {"chain": chain(args.chain), "fan": fan(args.fan_width)}
     schedule = [("chain", i) for i in range(args.warmup + args.runs)]
     schedule += [("fan", i) for i in range(args.warmup + args.fan_runs)]

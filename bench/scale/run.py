@@ -23,10 +23,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchlib import bench_cluster, free_port, read_result, scrape, write_result
+from benchlib import bench_cluster, read_result, scrape, write_result
 
 from leoflow.dev import cluster
 from leoflow.dev.kwok import simulated_pod_placement
+from leoflow.dev.processes import free_port
 from leoflow.spec.compiler import compile_text
 
 CREATED = re.compile(r'^leoflow_pods_created_total\{result="created"\} ([0-9.e+]+)$', re.MULTILINE)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from leoflow.agent_inject import InjectionSettings
 from leoflow.cli.demo import Tls
+from leoflow.dev.processes import free_port
 
 HERE = Path(__file__).resolve().parent
 # What ``leoflow webhook serve`` is started with, so a floor can answer with the very same patch.
@@ -48,13 +49,6 @@ def generate_tls(directory: Path) -> Tls:
         capture_output=True,
     )
     return Tls(directory)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def pin(cpu: int, pid: int = 0) -> None:

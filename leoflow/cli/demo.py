@@ -21,7 +21,6 @@ import asyncio
 import datetime
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from leoflow.controller.kube.transport import DAGRUNS, PODS, KubeObject
 from leoflow.controller.podnames import RUN_LABEL
 from leoflow.dev import cluster, images
 from leoflow.dev.node import NodeError, load_image
+from leoflow.dev.processes import free_port
 from leoflow.spec.resources import API_VERSION, RunPhase
 from leoflow.webhook.registration import only_namespaces, webhook_configuration
 
@@ -116,13 +116,6 @@ def write_tls(directory: Path, addresses: tuple[str, ...]) -> Tls:
     tls.key.write_bytes(pair.key_pem)
     tls.key.chmod(0o600)
     return tls
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def kubectl(state: cluster.ClusterState, *args: str, input: str | None = None) -> str:

@@ -20,6 +20,7 @@ from leoflow.cli import demo
 from leoflow.dev import images
 from leoflow.dev.cluster import install_crds
 from leoflow.dev.node import load_image
+from leoflow.dev.processes import free_port
 from leoflow.dev.testing import ClusterHandle
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -93,9 +94,9 @@ def leoflow_running(crds: ClusterHandle, namespace: str, agent_binary: Path, tmp
     load_image(crds.home, images.agent_spec(agent_binary))
     tls = demo.write_tls(tmp_path / "tls", ("127.0.0.1", address))
     demo.prepare_namespace(crds.state, namespace, tls)
-    agent_addr = f"{address}:{demo.free_port(address)}"
-    health = demo.free_port("127.0.0.1")
-    port = demo.free_port("127.0.0.1")
+    agent_addr = f"{address}:{free_port(address)}"
+    health = free_port("127.0.0.1")
+    port = free_port("127.0.0.1")
     argv = demo.controller_argv(crds.state, namespace, agent_addr, health, tls)
     with (
         demo.child("controller", argv, tmp_path) as controller,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from leoflow.dev.processes import free_port
 from leoflow.dev.testing import ClusterHandle
 from leoflow.spec.compiler import compile_text
 from tests.integration.controller.conftest import dag_yaml
@@ -25,13 +25,6 @@ CHAIN = (
     "  transform: {after: [extract], command: [transform]}\n"
     "  load: {after: [transform], command: [load]}\n"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _leoflow(cluster: ClusterHandle, *args: str) -> subprocess.CompletedProcess[str]:
@@ -46,7 +39,7 @@ def _leoflow(cluster: ClusterHandle, *args: str) -> subprocess.CompletedProcess[
 
 class ControllerProcess:
     def __init__(self, cluster: ClusterHandle, namespace: str, log: Path, *extra: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         argv = [
             sys.executable, "-m", "leoflow", "controller", "run",
             "--kubeconfig", str(cluster.kubeconfig), "--namespace", namespace,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -25,6 +24,7 @@ import pytest
 import yaml
 
 from leoflow.certs import authority
+from leoflow.dev.processes import free_port
 from leoflow.dev.testing import ClusterHandle
 from leoflow.install import controller_image, manifests, rendering
 
@@ -45,13 +45,6 @@ from .installing import (
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
 EXAMPLE = MANIFESTS.parent / "examples" / "etl" / "demo" / "leoflow.yaml"
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:

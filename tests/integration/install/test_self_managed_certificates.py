@@ -33,6 +33,7 @@ from kubernetes_asyncio import config
 
 from leoflow.agent.v1 import agent_pb2, agent_pb2_grpc
 from leoflow.certs import authority, rotation, syncing
+from leoflow.dev.processes import free_port
 from leoflow.dev.testing import ClusterHandle
 
 from .installing import (
@@ -213,13 +214,6 @@ def project(data: dict[str, str], directory: Path, items: tuple[str, ...]) -> No
         link = directory / key
         if not link.is_symlink():
             link.symlink_to(f"..data/{key}")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def served_certificate(port: int) -> x509.Certificate:

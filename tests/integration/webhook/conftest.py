@@ -10,7 +10,6 @@ test registers is cluster-scoped and removed when the test ends, whatever happen
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 
 from leoflow.dev import images, kwok
+from leoflow.dev.processes import free_port
 from leoflow.dev.testing import ClusterHandle
 from leoflow.webhook import registration
 
@@ -38,13 +38,6 @@ EXCLUDED = ["kube-system", "kube-public", "kube-node-lease", "leoflow-system"]
 class Webhook:
     url: str
     ca_bundle: bytes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")

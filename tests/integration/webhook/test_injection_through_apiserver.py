@@ -11,6 +11,7 @@ import pytest
 
 from leoflow.dev import cluster as dev_cluster
 from leoflow.dev import images
+from leoflow.dev.processes import free_port
 from leoflow.dev.testing import ClusterHandle
 
 from .conftest import (
@@ -19,7 +20,6 @@ from .conftest import (
     KWOK_ONLY,
     Register,
     dry_run_create,
-    free_port,
     is_injected,
     labelled_pod,
     wait_until_webhook_active,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from pathlib import Path
 
 import grpc
@@ -16,6 +15,7 @@ import pytest
 from leoflow.agent.v1 import agent_pb2_grpc
 from leoflow.cli.controller import _start_agents_when_certified
 from leoflow.controller.agentserver import AgentServer, CertificateUnavailable, ServerTls
+from leoflow.dev.processes import free_port
 
 from .test_agentserver import RecordingSink, TableReviewer, finished, finished_over_tls, write_serving_pair
 
@@ -65,13 +65,6 @@ async def test_missing_certificate_files_are_reported_not_crashed_on(tmp_path: P
     server = AgentServer(RecordingSink(), TableReviewer(), tls=tls(tmp_path))
     with pytest.raises(CertificateUnavailable, match=r"tls\.crt"):
         await server.start("127.0.0.1", 0)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def test_the_controller_waits_for_its_certificate_then_serves_agents(

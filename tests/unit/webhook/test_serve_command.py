@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import aiohttp
 import pytest
 
 from leoflow.cli import main
+from leoflow.dev.processes import free_port
 from leoflow.webhook import agent_in_image, image_index
 from leoflow.webhook.server import ServeOptions, serve
 from leoflow.webhook.serving import WebhookConfig
@@ -27,13 +27,6 @@ SERVE = [
     "--controller-addr",
     "c:1",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def test_serve_without_required_flags_is_a_usage_error(
