@@ -86,11 +86,13 @@ class ServingFiles:
         """The stats of the files ``_seen`` was read from, when both had settled."""
         self._problem: str | None = None
 
-    def _read(self) -> tuple[bytes, bytes, bytes, tuple[Stamp, Stamp] | None]:
-        # Stat before reading: a replacement after the stat shows as a changed stat next time,
-        # at worst reading the same content twice; the other order could record the new stat
-        # with the old content and never read the new one.
-        stamps = (_stamp(self.cert_file), _stamp(self.key_file))
+    def _stamps_now(self) -> tuple[Stamp, Stamp]:
+        return (_stamp(self.cert_file), _stamp(self.key_file))
+
+    def _read(self, stamps: tuple[Stamp, Stamp]) -> tuple[bytes, bytes, bytes, tuple[Stamp, Stamp] | None]:
+        """Reads the files ``stamps`` were taken of. Stat before reading: a replacement after the
+        stat shows as a changed stat next time, at worst reading the same content twice; the other
+        order could record the new stat with the old content and never read the new one."""
         cert_pem, key_pem = self._read_file(self.cert_file), self._read_file(self.key_file)
         read_at = time.time_ns()
         settled = all(read_at - stamp[3] >= SETTLED_NS for stamp in stamps)
@@ -99,7 +101,7 @@ class ServingFiles:
 
     def load(self) -> ServingPair:
         """The current pair, or ``OSError`` (unreadable) / ``ValueError`` (not a matching pair)."""
-        cert_pem, key_pem, digest, stamps = self._read()
+        cert_pem, key_pem, digest, stamps = self._read(self._stamps_now())
         pair = check_pair(cert_pem, key_pem, where=f"{self.cert_file}, {self.key_file}")
         self._seen, self._stamps, self._problem = digest, stamps, None
         return pair
@@ -107,9 +109,10 @@ class ServingFiles:
     def changed(self) -> ServingPair | None:
         """The pair if the files changed since last read and hold a valid pair; otherwise None."""
         try:
-            if self._stamps is not None and (_stamp(self.cert_file), _stamp(self.key_file)) == self._stamps:
+            stamps = self._stamps_now()
+            if stamps == self._stamps:
                 return None
-            cert_pem, key_pem, digest, self._stamps = self._read()
+            cert_pem, key_pem, digest, self._stamps = self._read(stamps)
             if digest == self._seen:
                 return None
             self._seen = digest
