@@ -19,7 +19,7 @@ from typing import Any
 from leoflow.controller.agentserver import AgentIdentity, AgentReport, StaleAttempt, UnknownPod
 from leoflow.controller.cleanup import unit_code
 from leoflow.controller.kube.transport import PODS
-from leoflow.controller.observations import AgentFinished, AgentStarted
+from leoflow.controller.observations import AgentFinished, AgentStarted, AgentTerminating
 from leoflow.controller.planner import detail_key
 from leoflow.controller.podnames import ATTEMPT_LABEL, ITEM_LABEL, RUN_LABEL, TASK_LABEL
 from leoflow.controller.reconcile import RetryLater, RunReconciler, in_flight_units, run_key
@@ -37,6 +37,7 @@ server's deadline usually cuts it first: the agent then retries the call)."""
 RECORD_POLL_SECONDS = 0.02
 """How often a report for an attempt the run status does not record yet looks again."""
 _SIGNAL_EXIT_BASE = 128
+_SIGTERM = 15
 
 Resolved = tuple[str, int, int | None, int]
 """A report's run key, task index, fan-out item and attempt."""
@@ -57,6 +58,9 @@ class RunReportSink:
         key, task, item, attempt = await self._resolve(report.identity)
         if report.kind == "started":
             self.reconciler.add_report(key, AgentStarted(task, item, attempt, report.at))
+        elif report.kind == "terminating":
+            signal = report.signal if report.signal is not None else _SIGTERM
+            self.reconciler.add_report(key, AgentTerminating(task, item, attempt, signal, report.at))
         elif report.kind == "finished":
             exit_code = report.exit_code
             if exit_code is None:

@@ -45,6 +45,19 @@ class AgentStarted:
 
 
 @dataclass(frozen=True)
+class AgentTerminating:
+    """The agent received ``signal`` (SIGTERM: the pod is being deleted, evicted or preempted) and
+    forwarded it to the process group. Whatever the process exits with afterwards, the attempt
+    was interrupted: a handler that exits 0 must not turn an eviction into a success."""
+
+    task: int
+    item: int | None
+    attempt: int
+    signal: int
+    at: datetime
+
+
+@dataclass(frozen=True)
 class AgentFinished:
     """The fast path: the user's process exited. ``oom`` is the cgroup's OOM-kill evidence;
     ``agent_error`` says the agent could not run the command at all; ``outputs_error`` that the
@@ -80,4 +93,4 @@ class SensorProgress:
     state: str
 
 
-Observation = PodObserved | AgentStarted | AgentFinished | SensorFinished | SensorProgress
+Observation = PodObserved | AgentStarted | AgentTerminating | AgentFinished | SensorFinished | SensorProgress

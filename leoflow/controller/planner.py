@@ -31,6 +31,7 @@ from leoflow.controller.actions import (
 from leoflow.controller.observations import (
     AgentFinished,
     AgentStarted,
+    AgentTerminating,
     Observation,
     PodObserved,
     SensorFinished,
@@ -144,6 +145,8 @@ class _Work:
     deletes: list[Action] = field(default_factory=list)
     events: list[EmitEvent] = field(default_factory=list)
     timers: list[datetime] = field(default_factory=list)
+    interrupted: dict[Unit, int] = field(default_factory=dict)
+    """Attempts whose agent forwarded a termination signal, by unit: the signal."""
     retried_generation: int = 0
     stopped: str | None = None
     stop_phase: RunPhase = RunPhase.FAILED
@@ -255,6 +258,9 @@ class _Work:
             return
         elif isinstance(obs, AgentStarted):
             self._running(unit, obs.at)
+        elif isinstance(obs, AgentTerminating):
+            self.interrupted[unit] = obs.signal
+            self.set_detail(unit, message=f"received signal {obs.signal}: the pod is being stopped")
         else:
             self._agent_finished(unit, obs)
 
@@ -319,6 +325,19 @@ class _Work:
     def _agent_finished(self, unit: Unit, obs: AgentFinished) -> None:
         if obs.agent_error:
             self._final_failure(unit, FailureReason.START_ERROR.value, obs.agent_error, obs.exit_code)
+            return
+        signal = self.interrupted.get(unit)
+        if signal is not None:
+            # Deleted, evicted or preempted by someone else (the controller's own stops end the
+            # attempt first, so their reports are no longer current): not the task's outcome.
+            self._failed(
+                unit,
+                FailureReason.INTERRUPTED.value,
+                FailureClass.INFRA,
+                f"the process exited {obs.exit_code} after signal {signal} reached it: "
+                "the pod was deleted, evicted or preempted",
+                obs.exit_code,
+            )
             return
         if obs.outputs_error:
             self._final_failure(unit, OUTPUTS_ERROR, obs.outputs_error, obs.exit_code)

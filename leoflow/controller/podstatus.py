@@ -67,6 +67,7 @@ class FailureReason(StrEnum):
     QUOTA_EXCEEDED = "ExceededQuota"
     DELETED_EXTERNALLY = "DeletedExternally"
     DELETED_BY_CONTROLLER = "DeletedByController"
+    INTERRUPTED = "Interrupted"
     AGENT_INIT_FAILED = "AgentInitFailed"
     AGENT_IMAGE_PULL_FAILED = "AgentImagePullFailed"
     AGENT_ERROR = "AgentError"
@@ -93,6 +94,7 @@ FAILURE_CLASS: Mapping[FailureReason, FailureClass] = {
     FailureReason.QUOTA_EXCEEDED: FailureClass.INFRA,
     FailureReason.DELETED_EXTERNALLY: FailureClass.INFRA,
     FailureReason.DELETED_BY_CONTROLLER: FailureClass.INFRA,
+    FailureReason.INTERRUPTED: FailureClass.INFRA,
     FailureReason.AGENT_INIT_FAILED: FailureClass.INFRA,
     FailureReason.AGENT_IMAGE_PULL_FAILED: FailureClass.INFRA,
     FailureReason.AGENT_ERROR: FailureClass.INFRA,

@@ -61,6 +61,7 @@ from leoflow.controller.nodes import NodeWatch
 from leoflow.controller.observations import (
     AgentFinished,
     AgentStarted,
+    AgentTerminating,
     Observation,
     PodObserved,
     SensorFinished,
@@ -103,6 +104,8 @@ from leoflow.spec.snapshots import SnapshotError, definition_configmap_name, loa
 from leoflow.spec.templates import TemplateError
 
 log = logging.getLogger(__name__)
+
+_AGENT_REPORTS = (AgentStarted, AgentTerminating, AgentFinished)
 
 PodAnnotator = Callable[[Mapping[str, Any]], Mapping[str, str]]
 """Extra annotations for a pod about to be created (given the pod): how tests and benchmarks
@@ -628,7 +631,7 @@ class RunReconciler:
         kept: list[Observation] = [
             r
             for r in reports
-            if (isinstance(r, AgentStarted | AgentFinished) and (r.task, r.item, r.attempt) in in_flight)
+            if (isinstance(r, _AGENT_REPORTS) and (r.task, r.item, r.attempt) in in_flight)
             or (isinstance(r, SensorFinished) and (r.task, None) in in_flight_units(status))
         ]
         if kept:

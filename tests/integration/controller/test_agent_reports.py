@@ -16,6 +16,7 @@ from leoflow.agent.v1 import agent_pb2, agent_pb2_grpc
 from leoflow.controller.agentserver import AgentIdentity, AgentReport, AgentServer, StaleAttempt, UnknownPod
 from leoflow.controller.agentsink import RunReportSink
 from leoflow.controller.cleanup import CleanupPolicy
+from leoflow.controller.planner import PlanSettings
 from leoflow.controller.podnames import ATTEMPT_ANNOTATION, ATTEMPT_LABEL, AttemptKey, attempt_pod_name
 from leoflow.controller.reconcile import RetryLater
 from tests.integration.controller.conftest import Harness, dag_yaml, fail
@@ -85,6 +86,32 @@ async def test_finished_report_advances_the_run_with_the_agents_outputs(harness:
     assert {"name": "ROWS", "value": "42"} in consume["spec"]["containers"][0]["env"]
     with pytest.raises(UnknownPod):
         await sink.report(AgentReport(_identity(consume, uid="not-the-uid"), "started", datetime.now(UTC)))
+
+
+async def test_exit_0_after_sigterm_retries_the_task_as_interrupted_instead_of_succeeding(
+    harness: Harness,
+) -> None:
+    # failures.md 20: a task that traps the SIGTERM of an eviction or deletion and exits 0.
+    await harness.apply_dag(dag_yaml("trap", TASKS, defaults="retries: 0"))
+    harness.script.tasks = {t: {"kwok.leoflow.io/succeed-after": "10m"} for t in ("produce", "consume")}
+    controller = await harness.start(plan=PlanSettings(infra_retry_delay_seconds=0.5))
+    sink = RunReportSink(controller.reconciler)
+    await harness.create_run("r1", "trap")
+    await harness.wait_run("r1", lambda o: (o.get("status") or {}).get("taskStates") == "r.")
+    [first] = await harness.pods("r1")
+    identity = _identity(first)
+    await sink.report(AgentReport(identity, "started", datetime.now(UTC)))
+    await sink.report(AgentReport(identity, "terminating", datetime.now(UTC), signal=15))
+    await sink.report(AgentReport(identity, "finished", datetime.now(UTC), exit_code=0))
+    retried = await harness.wait_run(
+        "r1", lambda o: ((o.get("status") or {}).get("tasks") or {}).get("0", {}).get("attempt") == 2
+    )
+    detail = retried["status"]["tasks"]["0"]
+    assert (detail["reason"], detail["infraAttempts"], detail["exitCode"]) == ("Interrupted", 1, 0)
+    assert retried["status"]["taskStates"][1] == ".", "nothing downstream ran on the interrupted attempt"
+    second = next(p for p in await harness.pods("r1") if p["metadata"]["labels"]["leoflow.io/attempt"] == "2")
+    await sink.report(AgentReport(_identity(second), "finished", datetime.now(UTC), exit_code=0))
+    await harness.wait_run("r1", lambda o: (o.get("status") or {}).get("taskStates", "")[:1] == "S")
 
 
 async def test_report_for_a_superseded_attempt_is_refused_as_stale(harness: Harness) -> None:

@@ -7,7 +7,13 @@ from datetime import datetime
 from typing import Any
 
 from leoflow.controller.actions import Action, CreatePod, DeletePod, RequeueAt, UpdateRunStatus
-from leoflow.controller.observations import AgentFinished, AgentStarted, Observation, PodObserved
+from leoflow.controller.observations import (
+    AgentFinished,
+    AgentStarted,
+    AgentTerminating,
+    Observation,
+    PodObserved,
+)
 from leoflow.controller.planner import PlanSettings, RunView, plan
 from leoflow.controller.podnames import AttemptKey, attempt_pod_name
 from leoflow.controller.podstatus import FailureReason, PodObservation, PodPhase
@@ -73,6 +79,9 @@ class Sim:
 
     def started(self, name: str, attempt: int = 1, at: datetime = T0) -> AgentStarted:
         return AgentStarted(self.index(name), None, attempt, at)
+
+    def terminating(self, name: str, attempt: int = 1, signal: int = 15) -> AgentTerminating:
+        return AgentTerminating(self.index(name), None, attempt, signal, at=T0)
 
     def pod(
         self,

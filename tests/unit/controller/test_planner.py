@@ -493,6 +493,40 @@ def test_agent_reserved_exit_code_is_retried_on_the_infrastructure_budget() -> N
     assert sim.creates() == [("a", None, 2)], "a zero infra delay retries in the same decision"
 
 
+def test_process_exiting_0_after_sigterm_is_an_interrupted_attempt_not_a_success() -> None:
+    sim = Sim.start(dag(CHAIN, retries=0), PlanSettings(infra_retry_delay_seconds=5))
+    sim.step()
+    sigterm = sim.terminating("extract")
+    sim.step(sigterm)
+    assert sim.state("extract") is TaskState.SCHEDULED
+    assert "signal 15" in (sim.run.status.tasks["0"].message or "")
+    # The reconciler replays an attempt's buffered reports until its outcome is recorded.
+    sim.step(sigterm, sim.finished("extract", exit_code=0), now=at(1))
+    assert sim.state("extract") is TaskState.RETRY_WAIT
+    assert sim.creates() == [], "nothing downstream starts on an interrupted attempt"
+    detail = sim.run.status.tasks["0"]
+    assert (detail.reason, detail.infraAttempts) == ("Interrupted", 1)
+    sim.step(now=at(6))
+    assert sim.creates() == [("extract", None, 2)]
+
+
+def test_nonzero_exit_after_sigterm_is_retried_on_the_infrastructure_budget() -> None:
+    sim = Sim.start(dag({"a": []}, retries=0), PlanSettings(infra_retry_delay_seconds=0))
+    sim.step()
+    sim.step(sim.terminating("a"), sim.finished("a", exit_code=143))
+    assert sim.run.status.tasks["0"].reason == "Interrupted"
+    assert sim.creates() == [("a", None, 2)]
+
+
+def test_late_sigterm_report_of_a_superseded_attempt_changes_nothing() -> None:
+    sim = Sim.start(dag({"a": []}, retries=1, retryDelaySeconds=0))
+    sim.step()
+    sim.step(sim.finished("a", exit_code=1))
+    assert sim.creates() == [("a", None, 2)]
+    sim.step(sim.terminating("a", attempt=1), sim.finished("a", exit_code=0, attempt=2))
+    assert sim.state("a") is TaskState.SUCCEEDED
+
+
 def test_agent_oom_evidence_names_the_failure_oomkilled() -> None:
     sim = Sim.start(dag({"a": []}))
     sim.step()
