@@ -1,9 +1,14 @@
 """The mutation itself: what an opted-in pod gains so the agent wraps its containers.
 
 The pod gains an emptyDir the agent binary is copied into by an init container placed first
-(``leoflow-agent install DIR``), a projected volume with a ``leoflow``-audience token and the
-controller's CA, an emptyDir for small outputs, and for each selected container a command of the
-form ``DIR/leoflow-agent run -- <original command and args>`` plus the env the agent reads.
+(``leoflow-agent install DIR``), a projected volume with a ``leoflow``-audience token, the
+controller's CA and the pod's own name, namespace, uid and labels (one downwardAPI source), an
+emptyDir for small outputs, and for each selected container a command of the form
+``DIR/leoflow-agent run -- <original command and args>`` plus the little env the agent cannot
+find in the pod: the controller's address and the container's name. The agent reads the rest from
+those files at constant paths (agent/internal/podlayout): the API server stores every byte of the
+mutation, once per wrapped container for env, and storing the mutated pod was most of the latency
+the webhook added to pod creation (docs/webhook.md, Performance).
 A container whose image already holds the agent (``leoflow.io/agent-path``, or the settings'
 ``agent_in_image`` index, see ``agentpath``) is wrapped with that path instead; the copy's init
 container and emptyDir are added only when some selected container still needs them.
@@ -249,31 +254,53 @@ def _selected(annotations: JsonObject, by_name: dict[str, JsonObject]) -> list[s
 
 
 def _agent_env(settings: InjectionSettings, container: str) -> list[JsonObject]:
-    def field(path: str) -> JsonObject:
-        return {"valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
-
-    env: list[JsonObject] = [{"name": "LEOFLOW_CONTROLLER_ADDR", "value": settings.controller_addr}]
-    if settings.ca_configmap is not None:
-        # Without a CA ConfigMap the agent verifies the controller against the system roots.
-        env.append({"name": "LEOFLOW_CA_FILE", "value": settings.ca_file})
-    env += [
-        {"name": "LEOFLOW_TOKEN_FILE", "value": settings.token_file},
-        {"name": "LEOFLOW_OUTPUTS_DIR", "value": settings.outputs_dir},
-        {"name": "LEOFLOW_POD_NAME", **field("metadata.name")},
-        {"name": "LEOFLOW_POD_NAMESPACE", **field("metadata.namespace")},
-        {"name": "LEOFLOW_POD_UID", **field("metadata.uid")},
-        {"name": "LEOFLOW_CONTAINER", "value": container},
-    ]
-    env.extend({"name": var, **field(f"metadata.labels['{label}']")} for var, label in names.IDENTITY_LABELS)
+    """The env the agent cannot find in the pod's files; a directory only where it is not the
+    agent's default."""
+    env: list[JsonObject] = [{"name": names.CONTROLLER_ADDR_ENV, "value": settings.controller_addr}]
+    if settings.identity_dir != names.IDENTITY_DIR:
+        env.append({"name": names.IDENTITY_DIR_ENV, "value": settings.identity_dir})
+    if settings.outputs_dir != names.OUTPUTS_DIR:
+        env.append({"name": names.OUTPUTS_DIR_ENV, "value": settings.outputs_dir})
+    env.append({"name": names.CONTAINER_ENV, "value": container})
     return env
 
 
+def _derived_env(settings: InjectionSettings) -> dict[str, JsonObject]:
+    """What the agent takes from the pod itself, as the env an earlier version of this mutation
+    set for it (the API server defaults ``fieldRef.apiVersion``, so reviews carry it)."""
+
+    def field(path: str) -> JsonObject:
+        return {"valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
+
+    env = [{"name": var, **field(path)} for var, _, path in names.POD_FIELDS]
+    env += [{"name": var, **field(f"metadata.labels['{label}']")} for var, label in names.IDENTITY_LABELS]
+    env.append({"name": names.TOKEN_FILE_ENV, "value": settings.token_file})
+    if settings.ca_configmap is not None:
+        # Without a CA ConfigMap a container's own CA bundle is its business, as it always was.
+        env.append({"name": names.CA_FILE_ENV, "value": settings.ca_file})
+    if settings.outputs_dir == names.OUTPUTS_DIR:
+        env.append({"name": names.OUTPUTS_DIR_ENV, "value": settings.outputs_dir})
+    return {var["name"]: var for var in env}
+
+
 def _equip(container: JsonObject, name: str, settings: InjectionSettings, *, copied: bool) -> list[str]:
-    """Adds the agent's env and mounts (the binary's volume only when ``copied``); a user's own
-    value for one of our env names is replaced."""
+    """Adds the agent's env and mounts (the binary's volume only when ``copied``).
+
+    A user's own value for one of our env names is replaced. The agent prefers env to the pod's
+    files, so a user's variable naming what the agent takes from the pod (``LEOFLOW_TASK``, ...)
+    would override the pod's word: a value other than the pod's own is removed. The pod's own
+    value (a pod injected by an earlier version, which set these as env) is left as it is.
+    """
     warnings: list[str] = []
     env = _list(container, "env", f'container "{name}" env')
     positions = _named(env, f'container "{name}" env')
+    derived = _derived_env(settings)
+    overriding = [var for var in env if var["name"] in derived and var != derived[var["name"]]]
+    for var in overriding:
+        warnings.append(f'container "{name}": env {var["name"]} removed: the agent takes it from the pod')
+    if overriding:
+        # The names we set are not among the derived ones, so ``positions`` still holds for them.
+        env[:] = [var for var in env if all(var is not other for other in overriding)]
     for var in _agent_env(settings, name):
         existing = positions.get(var["name"])
         if existing is None:
@@ -331,7 +358,16 @@ def _volumes(settings: InjectionSettings, *, copied: bool) -> list[JsonObject]:
                 "expirationSeconds": settings.token_expiry_seconds,
                 "path": names.TOKEN_FILE,
             }
-        }
+        },
+        # Once per pod, where env would be once per wrapped container. ``apiVersion`` is left
+        # for the API server to default.
+        {
+            "downwardAPI": {
+                "items": [
+                    {"path": path, "fieldRef": {"fieldPath": field}} for path, field in names.DOWNWARD_FILES
+                ]
+            }
+        },
     ]
     if settings.ca_configmap is not None:
         sources.append(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from leoflow import __version__
-from leoflow.agent_inject import agentpath
+from leoflow.agent_inject import agentpath, names
 
 # The API server refuses projected tokens that live shorter than ten minutes.
 MIN_TOKEN_EXPIRY_SECONDS = 600
@@ -45,8 +45,9 @@ class InjectionSettings:
     controller_addr: str
     agent_version: str = __version__
     bin_dir: str = "/leoflow/bin"
-    identity_dir: str = "/var/run/secrets/leoflow"
-    outputs_dir: str = "/leoflow/outputs"
+    # The agent's own defaults; others reach it as env (LEOFLOW_IDENTITY_DIR, LEOFLOW_OUTPUTS_DIR).
+    identity_dir: str = names.IDENTITY_DIR
+    outputs_dir: str = names.OUTPUTS_DIR
     ca_configmap: str | None = "leoflow-ca"
     token_expiry_seconds: int = 3600
     image_entrypoints: Mapping[str, ImageEntrypoint] = field(default_factory=dict)
@@ -100,8 +101,8 @@ class InjectionSettings:
 
     @property
     def token_file(self) -> str:
-        return posixpath.join(self.identity_dir, "token")
+        return posixpath.join(self.identity_dir, names.TOKEN_FILE)
 
     @property
     def ca_file(self) -> str:
-        return posixpath.join(self.identity_dir, "ca.crt")
+        return posixpath.join(self.identity_dir, names.CA_FILE)

@@ -73,6 +73,31 @@ exit 3"""
     assert summary["outputs"] == {"answer": "42"}
 
 
+async def test_identity_comes_from_the_pods_identity_volume_where_no_env_sets_it(
+    agent_binary: Path, tmp_path: Path
+) -> None:
+    # The volume's file names come from leoflow.agent_inject.names: the webhook's side of the contract.
+    runner = AgentRunner(agent_binary, tmp_path, identity_files=True, extra_env={"LEOFLOW_RUN": "from-env"})
+    controller = RecordingController()
+    script = 'echo "$LEOFLOW_POD_UID $LEOFLOW_ATTEMPT $LEOFLOW_RUN $LEOFLOW_TOKEN_FILE"'
+    async with serving(controller) as addr:
+        result = await runner.run("--", "sh", "-c", script, addr=addr)
+
+    assert result.code == 0, result.stderr
+    assert result.stderr == ""
+    identity = controller.started[0].identity
+    assert (identity.pod_namespace, identity.pod_name, identity.pod_uid, identity.container) == (
+        "team-a",
+        "etl-extract-1",
+        "0b6f4a9e-uid",
+        "main",
+    )
+    assert (identity.dag, identity.run, identity.task, identity.attempt) == ("etl", "from-env", "extract", 2)
+    assert identity.token == "projected-token"
+    # The command sees what the webhook's env used to show it.
+    assert result.stdout.split() == ["0b6f4a9e-uid", "2", "from-env", str(tmp_path / "identity" / "token")]
+
+
 def closed_port() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

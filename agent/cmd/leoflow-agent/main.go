@@ -5,6 +5,8 @@
 //	leoflow-agent version             print the version
 //
 // Every run flag can also be set by an environment variable (see docs/agent.md); the flag wins.
+// In a pod the webhook injected, the identity and the paths come from files at constant paths
+// (package podlayout) whenever neither a flag nor a variable sets them.
 package main
 
 import (
@@ -13,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +23,7 @@ import (
 	agentv1 "leoflow.dev/agent/gen/leoflow/agent/v1"
 	"leoflow.dev/agent/internal/install"
 	"leoflow.dev/agent/internal/outputs"
+	"leoflow.dev/agent/internal/podlayout"
 	"leoflow.dev/agent/internal/report"
 	"leoflow.dev/agent/internal/supervise"
 	"leoflow.dev/agent/internal/taskrun"
@@ -126,6 +130,7 @@ func parseRun(args []string, stderr io.Writer, warn func(string, ...any)) (taskr
 	serverName := str("tls-server-name", "LEOFLOW_TLS_SERVER_NAME", "", "name to verify in the controller's certificate; default: the host of --controller-addr")
 	insecure := fs.Bool("insecure", false, "plaintext gRPC without TLS; for tests only (no env variable on purpose)")
 	tokenFile := str("token-file", "LEOFLOW_TOKEN_FILE", "", "projected service-account token (audience leoflow) sent with every report")
+	identityDir := str("identity-dir", "LEOFLOW_IDENTITY_DIR", podlayout.DefaultIdentityDir, "where the pod's identity files, token and CA bundle are, for whatever no flag or variable sets")
 	podName := str("pod-name", "LEOFLOW_POD_NAME", "", "pod name")
 	podNamespace := str("pod-namespace", "LEOFLOW_POD_NAMESPACE", "", "pod namespace")
 	podUID := str("pod-uid", "LEOFLOW_POD_UID", "", "pod uid")
@@ -154,17 +159,36 @@ func parseRun(args []string, stderr io.Writer, warn func(string, ...any)) (taskr
 	if len(command) == 0 {
 		return taskrun.Options{}, errors.New("no command: use leoflow-agent run [flags] -- CMD [ARGS...]")
 	}
+	layout, err := podlayout.Read(*identityDir, podlayout.OutputsDir)
+	if err != nil {
+		warn("pod identity files: %v; reporting without what they hold", err)
+	}
+	// An empty flag or variable counts as unset, as the downward API sets a missing label's
+	// variable to "". What the layout fills in is also given to the command, which used to find
+	// it in the environment the webhook set (a task reads LEOFLOW_OUTPUTS_DIR, LEOFLOW_ATTEMPT).
+	var filled []string
+	for env, value := range map[string]*string{
+		"LEOFLOW_POD_NAME": podName, "LEOFLOW_POD_NAMESPACE": podNamespace, "LEOFLOW_POD_UID": podUID,
+		"LEOFLOW_DAG": dag, "LEOFLOW_RUN": run, "LEOFLOW_TASK": task, "LEOFLOW_ATTEMPT": attempt,
+		"LEOFLOW_TOKEN_FILE": tokenFile, "LEOFLOW_CA_FILE": caFile, "LEOFLOW_OUTPUTS_DIR": outputsDir,
+	} {
+		if v, ok := layout[env]; ok && *value == "" {
+			*value = v
+			filled = append(filled, env)
+		}
+	}
+	sort.Strings(filled)
 	var attemptN int64
 	if *attempt != "" {
 		n, err := strconv.ParseInt(*attempt, 10, 32)
 		if err != nil || n < 0 {
-			return taskrun.Options{}, fmt.Errorf("attempt %q (--attempt or LEOFLOW_ATTEMPT) is not a non-negative number", *attempt)
+			return taskrun.Options{}, fmt.Errorf("attempt %q (--attempt, LEOFLOW_ATTEMPT or the label leoflow.io/attempt) is not a non-negative number", *attempt)
 		}
 		attemptN = n
 	}
 	opts := taskrun.Options{
 		Command:           command,
-		Env:               os.Environ(),
+		Env:               withEnv(os.Environ(), filled, layout),
 		WaitStart:         *waitStart,
 		WaitStartTimeout:  *waitStartTimeout,
 		HeartbeatInterval: *heartbeat,
@@ -202,4 +226,27 @@ func parseRun(args []string, stderr io.Writer, warn func(string, ...any)) (taskr
 	}
 	opts.Reporter = client
 	return opts, nil
+}
+
+// withEnv returns environ with each of names set to its value in values, replacing any entry of
+// that name already there.
+func withEnv(environ []string, names []string, values map[string]string) []string {
+	if len(names) == 0 {
+		return environ
+	}
+	replaced := map[string]bool{}
+	for _, name := range names {
+		replaced[name] = true
+	}
+	env := make([]string, 0, len(environ)+len(names))
+	for _, entry := range environ {
+		name, _, _ := strings.Cut(entry, "=")
+		if !replaced[name] {
+			env = append(env, entry)
+		}
+	}
+	for _, name := range names {
+		env = append(env, name+"="+values[name])
+	}
+	return env
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -228,6 +229,7 @@ type controller struct {
 	mu       sync.Mutex
 	events   []string
 	finished []*agentv1.FinishedRequest
+	started  []*agentv1.TaskIdentity
 	// failFinished makes the first n Finished calls fail with code.
 	failFinished int
 	failCode     codes.Code
@@ -260,6 +262,9 @@ func (c *controller) WaitStart(ctx context.Context, _ *agentv1.WaitStartRequest)
 
 func (c *controller) Started(_ context.Context, r *agentv1.StartedRequest) (*agentv1.StartedResponse, error) {
 	c.record("Started " + r.GetIdentity().GetPodName() + " " + strings.Join(r.GetCommand(), " "))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.started = append(c.started, r.GetIdentity())
 	return &agentv1.StartedResponse{}, nil
 }
 
@@ -486,5 +491,69 @@ func TestUnreadableCABundleDisablesReportsButRunsTheCommand(t *testing.T) {
 	}
 	if !exists(dir+"/ran") || !strings.Contains(stderr.String(), "reports disabled: CA bundle") {
 		t.Fatalf("stderr: %s", stderr)
+	}
+}
+
+// podLayout writes the identity directory as the kubelet projects it in an injected pod.
+func podLayout(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"pod-name":      "etl-extract-1",
+		"pod-namespace": "team-a",
+		"pod-uid":       "0b6f4a9e-uid",
+		"labels":        "leoflow.io/attempt=\"4\"\nleoflow.io/dag=\"etl\"\nleoflow.io/inject=\"true\"\nleoflow.io/task=\"extract\"",
+		"token":         "projected-token\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestIdentityComesFromThePodFilesWhereNoFlagOrVariableSetsIt(t *testing.T) {
+	c := &controller{}
+	addr := serve(t, c)
+	dir := podLayout(t)
+	cmd, stderr, _ := agent(t, "run", "--insecure", "--controller-addr", addr, "--run", "from-flag", "--",
+		"sh", "-c", `echo "$LEOFLOW_POD_NAME|$LEOFLOW_ATTEMPT|$LEOFLOW_TASK|$LEOFLOW_RUN|$LEOFLOW_DAG|$LEOFLOW_TOKEN_FILE|$LEOFLOW_CA_FILE"`)
+	// LEOFLOW_TASK set, and LEOFLOW_DAG set empty as the downward API sets a missing label.
+	cmd.Env = append(cmd.Env, "LEOFLOW_IDENTITY_DIR="+dir, "LEOFLOW_TASK=from-env", "LEOFLOW_DAG=")
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	if got := exitCode(t, cmd); got != 0 {
+		t.Fatalf("exit %d: %s", got, stderr)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.started) != 1 {
+		t.Fatalf("Started reports: %v (stderr %s)", c.started, stderr)
+	}
+	id := c.started[0]
+	got := []any{id.GetPodName(), id.GetPodNamespace(), id.GetPodUid(), id.GetDag(), id.GetRun(), id.GetTask(), id.GetAttempt()}
+	want := []any{"etl-extract-1", "team-a", "0b6f4a9e-uid", "etl", "from-flag", "from-env", int32(4)}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("identity %v, want %v (flag, then variable, then file)", got, want)
+	}
+	// The command sees the filled-in values as the webhook's variables used to show them; the
+	// flag's value is not exported (it never was), and there is no CA file to name.
+	if line := strings.TrimSpace(stdout.String()); line != "etl-extract-1|4|from-env||etl|"+filepath.Join(dir, "token")+"|" {
+		t.Fatalf("the command's environment: %q", line)
+	}
+}
+
+func TestAMalformedLabelsFileIsNamedAndTheCommandStillRuns(t *testing.T) {
+	dir := podLayout(t)
+	if err := os.WriteFile(filepath.Join(dir, "labels"), []byte("leoflow.io/dag=etl"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd, stderr, _ := agent(t, "run", "--", "sh", "-c", "exit 5")
+	cmd.Env = append(cmd.Env, "LEOFLOW_IDENTITY_DIR="+dir)
+	if got := exitCode(t, cmd); got != 5 {
+		t.Fatalf("exit %d, want 5: %s", got, stderr)
+	}
+	if !strings.Contains(stderr.String(), filepath.Join(dir, "labels")) {
+		t.Fatalf("the warning does not name the labels file: %s", stderr)
 	}
 }

@@ -1,6 +1,6 @@
 """On the real node, an injected pod truly runs: the init container installs the agent (or the
-image already holds it), the wrapped command runs, its output is the container's log and its exit
-code is the container's.
+image already holds it), the wrapped command runs with the agent's variables in its environment,
+its output is the container's log and its exit code is the container's.
 
 No controller listens at the injected address, which is the documented degraded mode: the agent
 loses its reports but never stops the task from running.
@@ -28,11 +28,17 @@ def test_injected_pod_runs_the_wrapped_command_with_its_output_and_exit_code(
 ) -> None:
     built = load_image(cluster.home, images.agent_spec(agent_binary))
     assert built.tag == AGENT_IMAGE
-    main = container("echo hello from the task; exit 3")
+    # The variables a task reads, which the agent now fills in from the pod's identity volume.
+    main = container(
+        'echo hello from the task; echo "task=$LEOFLOW_TASK pod=$LEOFLOW_POD_NAME uid=$LEOFLOW_POD_UID'
+        ' outputs=$LEOFLOW_OUTPUTS_DIR"; exit 3'
+    )
     # The script as args rather than command: the wrapped command line must keep both.
     main["command"], main["args"] = ["sh", "-c"], main["command"][2:]
     manifest = real_node_pod("wrapped", [main], labels={"leoflow.io/inject": "true", "leoflow.io/task": "t"})
-    cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+    created = json.loads(
+        cluster.kubectl("create", "-n", namespace, "-o", "json", "-f", "-", input=json.dumps(manifest)).stdout
+    )
     pod = wait_pod(cluster, namespace, "wrapped", within=120)
 
     assert pod["spec"]["containers"][0]["command"][:3] == ["/leoflow/bin/leoflow-agent", "run", "--"]
@@ -44,6 +50,8 @@ def test_injected_pod_runs_the_wrapped_command_with_its_output_and_exit_code(
     assert pod["status"]["phase"] == "Failed"
     logs = cluster.kubectl("logs", "wrapped", "-c", "main", "-n", namespace).stdout
     assert "hello from the task" in logs
+    uid = created["metadata"]["uid"]
+    assert f"task=t pod=wrapped uid={uid} outputs=/leoflow/outputs" in logs
 
 
 def test_pod_whose_image_holds_the_agent_runs_without_an_init_container(

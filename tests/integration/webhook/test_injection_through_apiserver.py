@@ -52,13 +52,18 @@ def test_labelled_pod_is_injected(cluster: ClusterHandle, namespace: str, active
     assert init["command"] == ["/leoflow-agent", "install", "/leoflow/bin"]
     main = pod["spec"]["containers"][0]
     assert main["command"] == [AGENT, "run", "--", "sh", "-c"]
-    env = {e["name"]: e for e in main["env"]}
-    assert env["LEOFLOW_CONTROLLER_ADDR"]["value"] == CONTROLLER_ADDR
-    assert env["LEOFLOW_TASK"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['leoflow.io/task']"
+    assert main["env"] == [
+        {"name": "LEOFLOW_CONTROLLER_ADDR", "value": CONTROLLER_ADDR},
+        {"name": "LEOFLOW_CONTAINER", "value": "main"},
+    ]
     assert pod["metadata"]["annotations"]["leoflow.io/agent-version"]
     volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
-    token = volumes["leoflow-identity"]["projected"]["sources"][0]["serviceAccountToken"]
-    assert token["audience"] == "leoflow"
+    token, identity = volumes["leoflow-identity"]["projected"]["sources"][:2]
+    assert token["serviceAccountToken"]["audience"] == "leoflow"
+    # The API server accepts the downward-API items as the webhook writes them, defaulting apiVersion.
+    assert {"path": "labels", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.labels"}} in identity[
+        "downwardAPI"
+    ]["items"]
 
 
 def test_unlabelled_pod_is_not_injected(cluster: ClusterHandle, namespace: str, active_webhook: str) -> None:

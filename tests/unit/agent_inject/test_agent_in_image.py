@@ -47,10 +47,11 @@ def test_the_only_empty_dir_left_is_the_outputs_directory() -> None:
 def test_annotated_pod_keeps_the_agent_env_token_and_version() -> None:
     result = injected(annotated(container(command=["x"])))
     env = {e["name"] for e in result.pod["spec"]["containers"][0]["env"]}
-    assert {"LEOFLOW_CONTROLLER_ADDR", "LEOFLOW_TOKEN_FILE", "LEOFLOW_POD_UID", "LEOFLOW_TASK"} <= env
+    assert env == {"LEOFLOW_CONTROLLER_ADDR", "LEOFLOW_CONTAINER"}
     volumes = {v["name"]: v for v in result.pod["spec"]["volumes"]}
-    token = volumes["leoflow-identity"]["projected"]["sources"][0]["serviceAccountToken"]
-    assert token["audience"] == "leoflow"
+    sources = volumes["leoflow-identity"]["projected"]["sources"]
+    assert sources[0]["serviceAccountToken"]["audience"] == "leoflow"
+    assert "downwardAPI" in sources[1]
     annotations = result.pod["metadata"]["annotations"]
     assert annotations["leoflow.io/agent-version"] == SETTINGS.agent_version
     assert annotations["leoflow.io/agent-path"] == IN_IMAGE

@@ -156,15 +156,53 @@ def test_annotation_keys_with_slash_and_tilde_are_escaped() -> None:
     assert result.pod["metadata"]["annotations"]["a/b~c"] == "1"
 
 
-def test_env_carries_the_agent_contract() -> None:
-    env = {e["name"]: e for e in only_container(injected(pod(container(command=["x"]))))["env"]}
-    assert env["LEOFLOW_CONTROLLER_ADDR"]["value"] == "10.0.0.1:9443"
-    assert env["LEOFLOW_TOKEN_FILE"]["value"] == "/var/run/secrets/leoflow/token"
-    assert env["LEOFLOW_CA_FILE"]["value"] == "/var/run/secrets/leoflow/ca.crt"
-    assert env["LEOFLOW_OUTPUTS_DIR"]["value"] == SETTINGS.outputs_dir
-    assert env["LEOFLOW_POD_UID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.uid"
-    assert env["LEOFLOW_CONTAINER"]["value"] == "main"
-    assert env["LEOFLOW_TASK"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['leoflow.io/task']"
+def test_env_carries_only_what_the_pod_cannot_tell_the_agent() -> None:
+    env = only_container(injected(pod(container(command=["x"]))))["env"]
+    assert env == [
+        {"name": "LEOFLOW_CONTROLLER_ADDR", "value": "10.0.0.1:9443"},
+        {"name": "LEOFLOW_CONTAINER", "value": "main"},
+    ]
+
+
+def test_the_pods_identity_is_one_downward_api_source_beside_the_token_and_ca() -> None:
+    volumes = {v["name"]: v for v in injected(pod(container(command=["x"]))).pod["spec"]["volumes"]}
+    sources = volumes["leoflow-identity"]["projected"]["sources"]
+    assert [list(s) for s in sources] == [["serviceAccountToken"], ["downwardAPI"], ["configMap"]]
+    # The file names are a contract with the agent (agent/internal/podlayout).
+    assert sources[1]["downwardAPI"]["items"] == [
+        {"path": "pod-name", "fieldRef": {"fieldPath": "metadata.name"}},
+        {"path": "pod-namespace", "fieldRef": {"fieldPath": "metadata.namespace"}},
+        {"path": "pod-uid", "fieldRef": {"fieldPath": "metadata.uid"}},
+        {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+    ]
+    assert sources[2]["configMap"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+
+
+def test_identity_volume_is_mounted_once_per_pod_whatever_the_number_of_containers() -> None:
+    result = injected(pod(container("a", command=["x"]), container("b", command=["y"])))
+    identity = [v for v in result.pod["spec"]["volumes"] if v["name"] == "leoflow-identity"]
+    assert len(identity) == 1
+    for c in result.pod["spec"]["containers"]:
+        assert {"name": "leoflow-identity", "mountPath": SETTINGS.identity_dir, "readOnly": True} in c[
+            "volumeMounts"
+        ]
+        assert [e["name"] for e in c["env"]] == ["LEOFLOW_CONTROLLER_ADDR", "LEOFLOW_CONTAINER"]
+
+
+def test_directories_other_than_the_agents_defaults_reach_it_as_env() -> None:
+    settings = InjectionSettings(
+        agent_image="a", controller_addr="c:1", identity_dir="/etc/leoflow", outputs_dir="/out"
+    )
+    env = {
+        e["name"]: e["value"]
+        for e in only_container(injected(pod(container(command=["x"])), settings))["env"]
+    }
+    assert env == {
+        "LEOFLOW_CONTROLLER_ADDR": "c:1",
+        "LEOFLOW_IDENTITY_DIR": "/etc/leoflow",
+        "LEOFLOW_OUTPUTS_DIR": "/out",
+        "LEOFLOW_CONTAINER": "main",
+    }
 
 
 def test_without_a_ca_configmap_the_agent_uses_system_roots() -> None:
@@ -172,7 +210,16 @@ def test_without_a_ca_configmap_the_agent_uses_system_roots() -> None:
     result = injected(pod(container(command=["x"])), settings)
     assert "LEOFLOW_CA_FILE" not in {e["name"] for e in only_container(result)["env"]}
     volumes = {v["name"]: v for v in result.pod["spec"]["volumes"]}
-    assert [list(s) for s in volumes["leoflow-identity"]["projected"]["sources"]] == [["serviceAccountToken"]]
+    sources = volumes["leoflow-identity"]["projected"]["sources"]
+    assert [list(s) for s in sources] == [["serviceAccountToken"], ["downwardAPI"]]
+
+
+def test_without_a_ca_configmap_a_containers_own_ca_file_stays() -> None:
+    settings = InjectionSettings(agent_image="a", controller_addr="c:1", ca_configmap=None)
+    mine = {"name": "LEOFLOW_CA_FILE", "value": "/etc/ssl/mine.pem"}
+    result = injected(pod(container(command=["x"], env=[mine])), settings)
+    assert mine in only_container(result)["env"]
+    assert not any("env" in w for w in result.warnings)
 
 
 def test_token_is_projected_with_the_leoflow_audience() -> None:
@@ -188,6 +235,69 @@ def test_user_env_with_an_agent_name_is_replaced_with_a_warning() -> None:
     env = only_container(result)["env"]
     assert [e["value"] for e in env if e["name"] == "LEOFLOW_CONTROLLER_ADDR"] == ["10.0.0.1:9443"]
     assert any("LEOFLOW_CONTROLLER_ADDR replaced" in w for w in result.warnings)
+
+
+def test_user_env_overriding_what_the_agent_takes_from_the_pod_is_removed_with_a_warning() -> None:
+    theirs = [
+        {"name": "LEOFLOW_TASK", "value": "not-this-pods-task"},
+        {"name": "KEEP", "value": "1"},
+        {"name": "LEOFLOW_OUTPUTS_DIR", "value": "/tmp/out"},
+    ]
+    result = injected(pod(container(command=["x"], env=theirs)))
+    assert [e["name"] for e in only_container(result)["env"]] == [
+        "KEEP",
+        "LEOFLOW_CONTROLLER_ADDR",
+        "LEOFLOW_CONTAINER",
+    ]
+    assert sorted(w for w in result.warnings if "removed" in w) == [
+        'container "main": env LEOFLOW_OUTPUTS_DIR removed: the agent takes it from the pod',
+        'container "main": env LEOFLOW_TASK removed: the agent takes it from the pod',
+    ]
+    assert jsonpatch.apply_patch(pod(container(command=["x"], env=theirs)), result.patch) == result.pod
+
+
+# What the previous version of the mutation gave each wrapped container, as the API server
+# passes it on (with fieldRef.apiVersion defaulted).
+def _field(path: str) -> dict:
+    return {"valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
+
+
+EARLIER_ENV = [
+    {"name": "LEOFLOW_CONTROLLER_ADDR", "value": "10.0.0.1:9443"},
+    {"name": "LEOFLOW_CA_FILE", "value": "/var/run/secrets/leoflow/ca.crt"},
+    {"name": "LEOFLOW_TOKEN_FILE", "value": "/var/run/secrets/leoflow/token"},
+    {"name": "LEOFLOW_OUTPUTS_DIR", "value": "/leoflow/outputs"},
+    {"name": "LEOFLOW_POD_NAME", **_field("metadata.name")},
+    {"name": "LEOFLOW_POD_NAMESPACE", **_field("metadata.namespace")},
+    {"name": "LEOFLOW_POD_UID", **_field("metadata.uid")},
+    {"name": "LEOFLOW_CONTAINER", "value": "main"},
+    {"name": "LEOFLOW_DAG", **_field("metadata.labels['leoflow.io/dag']")},
+    {"name": "LEOFLOW_RUN", **_field("metadata.labels['leoflow.io/run']")},
+    {"name": "LEOFLOW_TASK", **_field("metadata.labels['leoflow.io/task']")},
+    {"name": "LEOFLOW_ATTEMPT", **_field("metadata.labels['leoflow.io/attempt']")},
+]
+
+
+def test_a_pod_injected_by_the_earlier_version_is_left_as_it_is() -> None:
+    earlier = pod(
+        container(command=[AGENT, "run", "--", "x"], env=EARLIER_ENV),
+        metadata={"annotations": {"leoflow.io/agent-version": SETTINGS.agent_version}},
+    )
+    result = injected(earlier)
+    assert result.patch == []
+    assert result.pod == earlier
+
+
+def test_the_earlier_versions_env_without_its_annotation_still_names_this_pod() -> None:
+    # Its identity volume has no downwardAPI source and is not replaced (volumes are added by
+    # name), so the earlier env, which the agent prefers, must stay: it is the pod's own word.
+    earlier = pod(
+        container(command=[AGENT, "run", "--", "x"], env=EARLIER_ENV),
+        volumes=[{"name": "leoflow-identity", "projected": {"sources": []}}],
+    )
+    result = injected(earlier)
+    assert only_container(result)["env"] == EARLIER_ENV
+    assert not any("env" in w for w in result.warnings)
 
 
 def test_mount_path_taken_by_user_volume_is_denied() -> None:

@@ -14,6 +14,14 @@ from leoflow.agent_inject import Denial, Injection, inject
 
 from .pods import AGENT, SETTINGS
 
+# Env values the injected pod itself implies (what an earlier version of the mutation set).
+OWN_VALUES = {
+    "LEOFLOW_CONTROLLER_ADDR": SETTINGS.controller_addr,
+    "LEOFLOW_TOKEN_FILE": SETTINGS.token_file,
+    "LEOFLOW_OUTPUTS_DIR": SETTINGS.outputs_dir,
+}
+DERIVED = {"LEOFLOW_TOKEN_FILE", "LEOFLOW_OUTPUTS_DIR", "LEOFLOW_RUN"}
+
 # Keys and values that stress JSON Pointer escaping and ordinary label syntax alike.
 keys = st.text(alphabet="ab/~.-_01", min_size=1, max_size=12)
 words = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=8)
@@ -29,9 +37,11 @@ def containers(draw: st.DrawFn, name: str) -> dict[str, Any]:
     if shape in ("command+args", "args"):
         c["args"] = draw(argv)
     if draw(st.booleans()):
+        # Ours (replaced), what the agent takes from the pod (removed unless it is the pod's own
+        # value), and the user's own.
         c["env"] = [
-            {"name": n, "value": "v"}
-            for n in draw(st.lists(st.sampled_from(["A", "B", "LEOFLOW_RUN"]), unique=True))
+            {"name": n, "value": draw(st.sampled_from(["v", OWN_VALUES.get(n, "v")]))}
+            for n in draw(st.lists(st.sampled_from(["A", "B", *OWN_VALUES, "LEOFLOW_RUN"]), unique=True))
         ]
     if draw(st.booleans()):
         c["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
@@ -77,7 +87,9 @@ def test_patch_applied_to_the_pod_gives_the_mutated_pod(pod: dict[str, Any]) -> 
 
 @settings(max_examples=300, deadline=None)
 @given(pods())
-def test_mutating_twice_equals_mutating_once(pod: dict[str, Any]) -> None:
+def test_mutating_twice_equals_mutating_once_with_or_without_the_version_annotation(
+    pod: dict[str, Any],
+) -> None:
     once = inject(pod, SETTINGS)
     if isinstance(once, Denial):
         return
@@ -85,6 +97,33 @@ def test_mutating_twice_equals_mutating_once(pod: dict[str, Any]) -> None:
     assert isinstance(twice, Injection)
     assert twice.patch == []
     assert twice.pod == once.pod
+    # Each step is idempotent on its own, too: only the annotation comes back.
+    stripped = {**once.pod, "metadata": {**once.pod["metadata"]}}
+    stripped["metadata"]["annotations"] = {
+        k: v for k, v in once.pod["metadata"]["annotations"].items() if k != "leoflow.io/agent-version"
+    }
+    again = inject(stripped, SETTINGS)
+    assert isinstance(again, Injection)
+    assert again.pod == once.pod
+    assert not any("env" in w for w in again.warnings)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pods())
+def test_the_agent_hears_only_the_pods_own_identity(pod: dict[str, Any]) -> None:
+    result = inject(pod, SETTINGS)
+    if isinstance(result, Denial):
+        return
+    for c in result.pod["spec"]["containers"]:
+        env = {e["name"]: e for e in c["env"]}
+        assert len(env) == len(c["env"])
+        assert env["LEOFLOW_CONTROLLER_ADDR"] == {
+            "name": "LEOFLOW_CONTROLLER_ADDR",
+            "value": SETTINGS.controller_addr,
+        }
+        assert env["LEOFLOW_CONTAINER"] == {"name": "LEOFLOW_CONTAINER", "value": c["name"]}
+        for name in DERIVED & set(env):
+            assert env[name]["value"] == OWN_VALUES[name]
 
 
 @settings(max_examples=300, deadline=None)
