@@ -33,6 +33,7 @@ from leoflow.controller.app import Controller, ControllerSettings, default_ident
 from leoflow.controller.cleanup import PolicyError, parse_policy
 from leoflow.controller.health import start_health_server
 from leoflow.controller.kube.transport import pin_environment
+from leoflow.controller.planner import PlanSettings
 from leoflow.controller.podstatus import ClassifySettings
 from leoflow.controller.reconcile import ReconcileSettings
 from leoflow.controller.sensors.engine import EngineOptions
@@ -188,6 +189,8 @@ def controller_settings(args: argparse.Namespace) -> ControllerSettings:
             cleanup=cleanup,
             pod_annotations=(lambda _pod: annotations) if annotations else None,
             classify=ClassifySettings(node_lost_grace=args.node_lost_grace),
+            # Prepared pods wait for a release only an agent server can deliver.
+            plan=PlanSettings(prestart=not args.no_agent_server),
         ),
         sensors=sensors,
         sensor_progress_period=args.sensor_progress_period,

@@ -21,6 +21,7 @@ from leoflow.spec.resources import DagRunStatus, DagSpec, TaskState
 
 STYLES: dict[TaskState, str] = {
     TaskState.PENDING: "dim",
+    TaskState.PREPARED: "blue",
     TaskState.SCHEDULED: "cyan",
     TaskState.RUNNING: "bold cyan",
     TaskState.RETRY_WAIT: "yellow",

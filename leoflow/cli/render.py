@@ -26,6 +26,7 @@ from leoflow.spec.resources import (
 
 STATE_NAMES: dict[TaskState, str] = {
     TaskState.PENDING: "Pending",
+    TaskState.PREPARED: "Prepared",
     TaskState.SCHEDULED: "Scheduled",
     TaskState.RUNNING: "Running",
     TaskState.RETRY_WAIT: "RetryWait",
@@ -40,7 +41,14 @@ STATE_NAMES: dict[TaskState, str] = {
 # States in which a task has had at least one attempt (upstream-failed, skipped and cancelled
 # tasks may never have run).
 RAN = frozenset(
-    {TaskState.SCHEDULED, TaskState.RUNNING, TaskState.RETRY_WAIT, TaskState.SUCCEEDED, TaskState.FAILED}
+    {
+        TaskState.PREPARED,
+        TaskState.SCHEDULED,
+        TaskState.RUNNING,
+        TaskState.RETRY_WAIT,
+        TaskState.SUCCEEDED,
+        TaskState.FAILED,
+    }
 )
 
 # States whose reason and message explain themselves; a scheduled or running task's message is a

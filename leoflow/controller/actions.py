@@ -20,10 +20,22 @@ class CreatePod:
     item: int | None
     attempt: int
     pod: dict[str, Any]
+    prepared: bool = False
+    """Created ahead of its upstreams' end: not a transition, its agent waits for a ReleasePod."""
 
     @property
     def name(self) -> str:
         return str(self.pod["metadata"]["name"])
+
+
+@dataclass(frozen=True)
+class ReleasePod:
+    """Tell a prepared attempt's agent, waiting in ``WaitStart``, to run the command now."""
+
+    task: int
+    item: int | None
+    attempt: int
+    name: str
 
 
 @dataclass(frozen=True)
@@ -61,4 +73,6 @@ class RequeueAt:
     at: datetime
 
 
-Action = CreatePod | DeletePod | StartSensor | StopSensor | UpdateRunStatus | EmitEvent | RequeueAt
+Action = (
+    CreatePod | ReleasePod | DeletePod | StartSensor | StopSensor | UpdateRunStatus | EmitEvent | RequeueAt
+)

@@ -34,6 +34,10 @@ pod is read from the API server, so that read still fits in one call of the agen
 RECORD_WAIT_SECONDS = 2.0
 """How long a report waits for the run status to record its attempt before RetryLater (the
 server's deadline usually cuts it first: the agent then retries the call)."""
+RELEASE_RECHECK_SECONDS = 1.0
+"""How often a prepared attempt's parked WaitStart reads the run status again, for a release it
+was not told about (another replica's, or one made before the agent reconnected) and for a
+cancellation."""
 RECORD_POLL_SECONDS = 0.02
 """How often a report for an attempt the run status does not record yet looks again."""
 _SIGNAL_EXIT_BASE = 128
@@ -49,10 +53,12 @@ class RunReportSink:
         reconciler: RunReconciler,
         cache_wait: float = CACHE_WAIT_SECONDS,
         record_wait: float = RECORD_WAIT_SECONDS,
+        release_recheck: float = RELEASE_RECHECK_SECONDS,
     ) -> None:
         self.reconciler = reconciler
         self.cache_wait = cache_wait
         self.record_wait = record_wait
+        self.release_recheck = release_recheck
 
     async def report(self, report: AgentReport) -> None:
         key, task, item, attempt = await self._resolve(report.identity)
@@ -82,13 +88,32 @@ class RunReportSink:
             )
 
     async def wait_start(self, identity: AgentIdentity) -> None:
-        # A current attempt may start (one the status does not record yet is waited for, as for
-        # any report); a fenced one is refused.
-        await self._resolve(identity)
+        """Returns when the attempt may start: at once for a scheduled one (one the status does
+        not record yet is waited for, as for any report), at its release for a prepared one.
+        Raises StaleAttempt for an attempt no longer wanted: the agent is told to cancel."""
+        labels = await self._labels(identity)
+        key, task, item, _ = await self._recorded(identity, labels)
+        while self._prepared(key, task, item):
+            if await self.reconciler.gates.wait(identity.namespace, identity.pod, self.release_recheck):
+                return
+            # The run status alone decides now: a cancelled attempt's pod may already be gone.
+            key, task, item, _ = await self._recorded(identity, labels)
+
+    def _prepared(self, key: str, task: int, item: int | None) -> bool:
+        obj = self.reconciler.freshest_run(key)
+        status = DagRunStatus.model_validate((obj or {}).get("status") or {})
+        return unit_code(status, task, item) == TaskState.PREPARED.value
 
     async def _resolve(self, identity: AgentIdentity) -> Resolved:
+        return await self._recorded(identity, await self._labels(identity))
+
+    async def _labels(self, identity: AgentIdentity) -> Mapping[str, Any]:
         pod = await self._pod(identity)
         labels: Mapping[str, Any] = (pod.get("metadata") or {}).get("labels") or {}
+        return labels
+
+    async def _recorded(self, identity: AgentIdentity, labels: Mapping[str, Any]) -> Resolved:
+        """The attempt, once the run status records it in flight (waited for, within bounds)."""
         run = str(labels.get(RUN_LABEL, ""))
         key = run_key(identity.namespace, run)
         loop = asyncio.get_running_loop()

@@ -27,11 +27,10 @@ from leoflow.controller.kube.transport import DAGRUNS, PODS
 from leoflow.controller.kube.writer import Writer
 from leoflow.controller.podnames import ATTEMPT_ANNOTATION, ATTEMPT_LABEL, ITEM_LABEL, RUN_LABEL, TASK_LABEL
 from leoflow.spec.fields import parse_duration
-from leoflow.spec.resources import TERMINAL_RUN_PHASES, DagRunStatus, TaskState
+from leoflow.spec.resources import IN_FLIGHT_TASK_STATES, TERMINAL_RUN_PHASES, DagRunStatus, TaskState
 
 RESULT_FINALIZER = "leoflow.io/result"
 JSON_PATCH = "application/json-patch+json"
-_IN_FLIGHT = frozenset({TaskState.SCHEDULED, TaskState.RUNNING})
 
 
 class PolicyError(ValueError):
@@ -97,7 +96,7 @@ def result_recorded(pod: Mapping[str, Any], task_index: Mapping[str, int], statu
     code = unit_code(status, task, item)
     detail = status.tasks.get(key)
     current = detail.attempt if detail is not None else 1
-    return not (code in {s.value for s in _IN_FLIGHT} and current == int(attempt))
+    return not (code in IN_FLIGHT_TASK_STATES and current == int(attempt))
 
 
 def pod_run_uid(pod: Mapping[str, Any]) -> str:

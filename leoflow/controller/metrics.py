@@ -5,7 +5,9 @@ The headline number is ``leoflow_task_transition_seconds``: from the moment the 
 an upstream finished (an agent's ``Finished`` or the pod's terminal watch event, the ``path``
 label) to the moment the API server accepted the downstream pod. Its part until the create is sent,
 ``leoflow_task_transition_controller_seconds``, is the controller's own share; the writer's
-``leoflow_api_request_seconds`` has the API server's. API errors by code live with
+``leoflow_api_request_seconds`` has the API server's. A ``prestart`` task's pod exists before its
+upstreams end, so its transition is ``leoflow_task_release_seconds``: until its waiting agent is
+told to start, with no API call in between. API errors by code live with
 the error table (``leoflow.controller.kube.errors``) and sensor gauges with the sensor engine.
 Label children are resolved once, so recording costs an increment. Tests pass their own registry.
 """
@@ -62,6 +64,14 @@ class ControllerMetrics:
             buckets=TRANSITION_BUCKETS,
             registry=registry,
         )
+        self.release = Histogram(
+            "leoflow_task_release_seconds",
+            "From an upstream task's end being known to a prepared (prestart) downstream's agent "
+            "being told to start: the transition when the pod already exists",
+            ["path"],
+            buckets=TRANSITION_BUCKETS,
+            registry=registry,
+        )
         self.pods_created = Counter(
             "leoflow_pods_created",
             "Pod creations by result (adopted: AlreadyExists for the same attempt)",
@@ -98,6 +108,7 @@ class ControllerMetrics:
         self._transition_controller = {
             path: self.transition_controller.labels(path) for path in TRANSITION_PATHS
         }
+        self._release = {path: self.release.labels(path) for path in TRANSITION_PATHS}
         self._created = {result: self.pods_created.labels(result) for result in CREATE_RESULTS}
         self._runs = {phase.value: self.run_duration.labels(phase.value) for phase in TERMINAL_RUN_PHASES}
         self._failures = {reason.value: self.task_failures.labels(reason.value) for reason in FailureReason}
@@ -111,6 +122,9 @@ class ControllerMetrics:
         """``seconds`` until the create was accepted, ``controller_seconds`` until it was sent."""
         self._transition[path].observe(max(seconds, 0.0))
         self._transition_controller[path].observe(max(controller_seconds, 0.0))
+
+    def task_released(self, path: str, seconds: float) -> None:
+        self._release[path].observe(max(seconds, 0.0))
 
     def pod_created(self, result: str) -> None:
         self._created[result].inc()

@@ -23,6 +23,7 @@ from leoflow.controller.actions import (
     CreatePod,
     DeletePod,
     EmitEvent,
+    ReleasePod,
     RequeueAt,
     StartSensor,
     StopSensor,
@@ -42,6 +43,7 @@ from leoflow.controller.podspec import PodBuildSettings, PodSpecError, RunIdenti
 from leoflow.controller.podstatus import FAILURE_CLASS, FailureClass, FailureReason, PodPhase
 from leoflow.controller.triggers import Decision, decide
 from leoflow.spec.resources import (
+    IN_FLIGHT_TASK_STATES,
     TERMINAL_RUN_PHASES,
     TERMINAL_TASK_STATES,
     Condition,
@@ -56,6 +58,11 @@ from leoflow.spec.resources import (
 from leoflow.spec.templates import RenderContext
 
 ACTIVE = frozenset({TaskState.SCHEDULED, TaskState.RUNNING})
+"""States of an attempt that was let start (a prepared one was not)."""
+_UNDERWAY = frozenset({TaskState.SUCCEEDED, TaskState.SCHEDULED, TaskState.RUNNING})
+"""Upstream states under which a prestart task's pod is created ahead."""
+_CAPACITY_WAITS = frozenset({FailureReason.UNSCHEDULABLE, FailureReason.START_TIMEOUT})
+"""Bounded waits a prepared pod is expected to meet: its upstreams hold the resources it needs."""
 TEMPLATE_ERROR = "TemplateError"
 FAN_OUT_ERROR = "FanOutError"
 OUTPUTS_ERROR = "OutputsError"
@@ -79,6 +86,9 @@ class PlanSettings:
     infra_retry_delay_seconds: float = 5.0
     delete_succeeded_pods: bool = True
     agent_exit_code: int = 125
+    prestart: bool = False
+    """Whether tasks compiled with ``prestart`` get their pods ahead: only an agent server can
+    release them, so a controller without one creates every pod when its task starts."""
     pod: PodBuildSettings = field(default_factory=PodBuildSettings)
 
 
@@ -251,7 +261,7 @@ class _Work:
         if not self._known(unit):
             return
         current = self.detail(unit).attempt
-        active = self.code(unit) in ACTIVE and not self.terminal_before
+        active = self.code(unit) in IN_FLIGHT_TASK_STATES and not self.terminal_before
         if isinstance(obs, PodObserved):
             self._pod_observed(unit, obs, current, active)
         elif obs.attempt != current or not active:
@@ -290,6 +300,12 @@ class _Work:
                 and self.settings.delete_succeeded_pods
             ):
                 self.deletes.append(DeletePod(obs.pod, "task succeeded"))
+            return
+        if self.code(unit) is TaskState.PREPARED and (
+            not status.terminal or status.reason in _CAPACITY_WAITS
+        ):
+            # Running is its agent waiting for the go; a pod the scheduler cannot place yet waits
+            # for the upstreams' resources, and its bound counts from its release.
             return
         if status.deadline is not None:
             self.timers.append(status.deadline)
@@ -496,8 +512,8 @@ class _Work:
             code = self.code(unit)
             if code in TERMINAL_TASK_STATES:
                 continue
-            if code in ACTIVE:
-                self._release(unit, reason)
+            if code in IN_FLIGHT_TASK_STATES:
+                self._stop_attempt(unit, reason)
             final = TaskState.FAILED if phase is RunPhase.FAILED and code in ACTIVE else TaskState.CANCELLED
             self.set_code(unit, final)
             self.set_detail(unit, reason=reason, message=message, pod=None, finishTime=_iso(self.now))
@@ -505,7 +521,7 @@ class _Work:
             if self.codes[task] not in TERMINAL_TASK_STATES:
                 self.codes[task] = _aggregate(row)
 
-    def _release(self, unit: Unit, why: str) -> None:
+    def _stop_attempt(self, unit: Unit, why: str) -> None:
         task = self.dag.tasks[unit[0]]
         if task.sensor is not None:
             self.deletes.append(StopSensor(unit[0]))
@@ -533,6 +549,8 @@ class _Work:
                         self.items[task_index] = [c if c in TERMINAL_TASK_STATES else final for c in row]
                     continue
                 if decision is Decision.WAIT:
+                    if self._may_prepare(task_index):
+                        budget = self._start(task_index, None, budget, prepared=True)
                     continue
                 if task.sensor is not None:
                     self.codes[task_index] = TaskState.RUNNING
@@ -547,8 +565,44 @@ class _Work:
             if task_index in self.items:
                 if self.codes[task_index] is TaskState.RUNNING:
                     budget = self._advance_items(task_index, budget)
+            elif task.prestart and self.codes[task_index] in (TaskState.PREPARED, TaskState.RETRY_WAIT):
+                budget = self._advance_prepared(task_index, budget)
             elif self.codes[task_index] in (TaskState.PENDING, TaskState.RETRY_WAIT):
                 budget = self._start(task_index, None, budget)
+
+    def _may_prepare(self, task_index: int) -> bool:
+        """One level ahead: every upstream is running (or done), none is only prepared itself."""
+        task = self.dag.tasks[task_index]
+        return (
+            task.prestart
+            and self.settings.prestart
+            and self.run.max_active_tasks is None
+            and all(self.codes[u] in _UNDERWAY for u in task.upstreams)
+        )
+
+    def _advance_prepared(self, task_index: int, budget: int | None) -> int | None:
+        """A prestart task whose pod waits (or whose prepared attempt failed and waits to be tried
+        again): released once its upstreams succeed, its pod deleted if they fail."""
+        unit: Unit = (task_index, None)
+        task = self.dag.tasks[task_index]
+        decision = decide(task.trigger, [self.codes[u] for u in task.upstreams])
+        code = self.codes[task_index]
+        if decision is Decision.RUN:
+            if code is TaskState.RETRY_WAIT:
+                return self._start(task_index, None, budget)
+            self.set_code(unit, TaskState.SCHEDULED)
+            self.set_detail(unit, releaseTime=_iso(self.now))
+            attempt = self.detail(unit).attempt
+            self.creates.append(ReleasePod(task_index, None, attempt, self.pod_name(unit, attempt)))
+        elif decision in (Decision.UPSTREAM_FAILED, Decision.SKIP):
+            if code is TaskState.PREPARED:
+                self._stop_attempt(unit, "its upstreams did not succeed")
+            final = TaskState.UPSTREAM_FAILED if decision is Decision.UPSTREAM_FAILED else TaskState.SKIPPED
+            self.set_code(unit, final)
+            self.set_detail(unit, pod=None, finishTime=_iso(self.now))
+        elif code is TaskState.RETRY_WAIT and self._may_prepare(task_index):
+            return self._start(task_index, None, budget, prepared=True)
+        return budget
 
     def _budget(self) -> int | None:
         cap = self.run.max_active_tasks
@@ -581,7 +635,9 @@ class _Work:
             )
         return budget
 
-    def _start(self, task_index: int, item: int | None, budget: int | None) -> int | None:
+    def _start(
+        self, task_index: int, item: int | None, budget: int | None, *, prepared: bool = False
+    ) -> int | None:
         unit: Unit = (task_index, item)
         code = self.code(unit)
         if code is TaskState.RETRY_WAIT:
@@ -602,13 +658,16 @@ class _Work:
                 item=item,
                 context=self._context(task_index, item),
                 settings=self.settings.pod,
+                prestart=prepared,
             )
         except PodSpecError as exc:
             self._final_failure(unit, TEMPLATE_ERROR, str(exc), None)
             return budget
-        self.set_code(unit, TaskState.SCHEDULED)
-        self.set_detail(unit, attempt=attempt, pod=pod["metadata"]["name"], startTime=None, message=None)
-        self.creates.append(CreatePod(task_index, item, attempt, pod))
+        self.set_code(unit, TaskState.PREPARED if prepared else TaskState.SCHEDULED)
+        self.set_detail(
+            unit, attempt=attempt, pod=pod["metadata"]["name"], startTime=None, message=None, releaseTime=None
+        )
+        self.creates.append(CreatePod(task_index, item, attempt, pod, prepared=prepared))
         return None if budget is None else budget - 1
 
     def _expand(self, task_index: int) -> bool:

@@ -29,6 +29,9 @@ from leoflow.controller.podnames import (
 from leoflow.spec.resources import API_VERSION, CompiledTask, DagSpec, EnvVar, Profile, dump
 from leoflow.spec.templates import RenderContext, TemplateError, render
 
+WAIT_START_ENV = "LEOFLOW_WAIT_START"
+"""The agent's ``--wait-start``: hold the command until the controller's WaitStart answer."""
+
 
 class PodSpecError(ValueError):
     """The pod for an attempt cannot be built (a template that does not resolve at run time)."""
@@ -61,8 +64,13 @@ def build_pod(
     item: int | None,
     context: RenderContext,
     settings: PodBuildSettings | None = None,
+    prestart: bool = False,
 ) -> dict[str, Any]:
-    """The v1 Pod (JSON shape) for ``attempt`` of ``dag.tasks[task_index]`` (fan-out ``item``)."""
+    """The v1 Pod (JSON shape) for ``attempt`` of ``dag.tasks[task_index]`` (fan-out ``item``).
+
+    ``prestart``: the pod is created while the upstreams still run; its agent holds the command
+    until the controller releases it, and it gets no ``activeDeadlineSeconds`` (how long it waits
+    is unknown; the controller's own timeout still bounds the run once it started)."""
     settings = settings or PodBuildSettings()
     task = dag.tasks[task_index]
     if task.command is None:
@@ -77,6 +85,8 @@ def build_pod(
     if task.args is not None:
         container["args"] = [_render(task, "args", arg, context) for arg in task.args]
     env = [_env(task, var, context) for var in [*profile.env, *task.env]]
+    if prestart:
+        env.append({"name": WAIT_START_ENV, "value": "true"})
     if env:
         container["env"] = env
     resources = dump(profile.resources)
@@ -87,7 +97,7 @@ def build_pod(
         "containers": [container],
     }
     _placement(spec, profile)
-    if profile.timeoutSeconds is not None:
+    if profile.timeoutSeconds is not None and not prestart:
         spec["activeDeadlineSeconds"] = profile.timeoutSeconds + settings.deadline_margin_seconds
     return {
         "apiVersion": "v1",

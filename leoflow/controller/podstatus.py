@@ -188,6 +188,8 @@ class PodContext:
     ``waiting_since``: when the controller first saw the pod stuck in its current waiting reason
     (persisted across restarts); without it the pod's own timestamps are used.
     ``agent_oom``: the agent's cgroup evidence of an OOM kill inside the container.
+    ``released_at``: when a prepared (prestart) pod was told to start; its bounded waits count
+    from then, since it may have waited unscheduled for its upstreams' resources until then.
     """
 
     deleted: bool = False
@@ -196,6 +198,7 @@ class PodContext:
     node_not_ready_since: datetime | None = None
     waiting_since: datetime | None = None
     agent_oom: bool = False
+    released_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -667,6 +670,8 @@ def _grace(
     if grace is None:
         return PodObservation(phase, message=detail, container=container, waiting_reason=waiting_reason)
     since = context.waiting_since or pod_since or _timestamp(view.metadata.get("creationTimestamp")) or now
+    if context.released_at is not None and context.released_at > since:
+        since = context.released_at
     deadline = since + timedelta(seconds=grace)
     if now >= deadline:
         return _failed(kind, detail, container=container, stranded=True)

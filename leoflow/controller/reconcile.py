@@ -34,6 +34,7 @@ from leoflow.controller.actions import (
     CreatePod,
     DeletePod,
     EmitEvent,
+    ReleasePod,
     RequeueAt,
     StartSensor,
     StopSensor,
@@ -89,9 +90,11 @@ from leoflow.controller.sensortasks import (
     sensor_key_of,
     split_sensor_key,
 )
+from leoflow.controller.startgates import StartGates
 from leoflow.controller.workqueue import WorkQueue
 from leoflow.spec.resources import (
     API_VERSION,
+    IN_FLIGHT_TASK_STATES,
     TERMINAL_RUN_PHASES,
     Condition,
     DagRunStatus,
@@ -163,7 +166,7 @@ def status_body(status: DagRunStatus) -> dict[str, Any]:
 
 def in_flight_units(status: DagRunStatus) -> list[tuple[int, int | None]]:
     """Tasks and fan-out items whose current attempt has (or should have) a pod."""
-    active = {TaskState.SCHEDULED.value, TaskState.RUNNING.value}
+    active = {state.value for state in IN_FLIGHT_TASK_STATES}
     units: list[tuple[int, int | None]] = []
     for task, code in enumerate(status.taskStates):
         row = status.items.get(str(task))
@@ -232,6 +235,8 @@ class RunReconciler:
         self._chores: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._chores_done: set[tuple[str, str]] = set()
         self.sensors = sensors
+        self.gates = StartGates()
+        """Prepared pods' agents wait here for their release (the agent sink parks them)."""
         self.nodes: NodeWatch | None = None
         """Node readiness for the classifier and for force-deleting pods no kubelet will confirm."""
         self.agent_ca: AgentCaDistribution | None = None
@@ -371,6 +376,11 @@ class RunReconciler:
             return
         stored_status = view.status
         mark = self._finished_marks.pop(key, None)
+        for action in actions:
+            if isinstance(action, ReleasePod):
+                # Before the status write: the agent is waiting, and a crash before the write
+                # lands only means the next controller releases the same attempt again.
+                self._release(view, action, mark)
         # Pods are created together with the status write, not after it: the next task starts one
         # API round trip sooner. Deterministic names make a create whose status write then fails
         # harmless: the next plan starts that attempt again and adopts the pod, or deletes it.
@@ -563,9 +573,15 @@ class RunReconciler:
     async def _observations(self, key: str, dag: DagSpec, view: RunView, now: datetime) -> list[Observation]:
         observations: list[Observation] = []
         seen: set[str] = set()
+        released = {
+            d.pod: d.releaseTime for d in view.status.tasks.values() if d.releaseTime is not None and d.pod
+        }
         for pod in self.run_pods(key):
             name = str(pod["metadata"].get("name", ""))
-            context = PodContext(deleted_by_controller=name in self._deleted_by_us)
+            context = PodContext(
+                deleted_by_controller=name in self._deleted_by_us,
+                released_at=_parse(released.get(name)),
+            )
             if self.nodes is not None:
                 context = self.nodes.context(pod, context, now)
             observed = observe_pod(
@@ -661,6 +677,8 @@ class RunReconciler:
             elif isinstance(action, RequeueAt):
                 delay = (action.at - self.clock()).total_seconds()
                 self.queue.add_after(key, max(delay, 0.0))
+            elif isinstance(action, ReleasePod):
+                self._release(view, action, None)
         for delete in deletes:
             self._pod_chore(key, delete.name, "delete", partial(self._delete, view.namespace, delete))
         results = await asyncio.gather(
@@ -668,6 +686,12 @@ class RunReconciler:
             return_exceptions=True,
         )
         _raise_failures(results, "pod create(s)")
+
+    def _release(self, view: RunView, action: ReleasePod, mark: tuple[float, str] | None) -> None:
+        self.gates.open(view.namespace, action.name)
+        if mark is not None:
+            self.metrics.task_released(mark[1], time.perf_counter() - mark[0])
+        log.debug("released prepared pod", extra={"pod": action.name, "attempt": action.attempt})
 
     def _chore_pending(self, pod: str, kind: str) -> bool:
         """Whether that call for that pod is in flight or has succeeded."""
@@ -769,7 +793,7 @@ class RunReconciler:
         self._created_at[action.name] = asyncio.get_running_loop().time()
         if result.created:
             self.metrics.pod_created("created")
-            if mark is not None and dag.tasks[action.task].upstreams:
+            if mark is not None and dag.tasks[action.task].upstreams and not action.prepared:
                 self.metrics.task_transition(mark[1], time.perf_counter() - mark[0], sent - mark[0])
             return
         attempt = AttemptKey(view.uid, dag.tasks[action.task].name, action.item, action.attempt)

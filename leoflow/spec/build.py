@@ -190,6 +190,20 @@ def _templated(task: Task) -> bool:
     return any(has_template(t) for t in texts)
 
 
+def _prestart(dag: DagFile, task: Task) -> bool:
+    """Whether the task's pod is created ahead: asked for, likely to run (``all_success``: a pod
+    made for a ``one_failed`` handler would almost always be thrown away), and nothing in the pod
+    depends on how the upstreams end (their outputs, a fan-out's items). The checks refuse an
+    explicit ask that cannot be honoured; one inherited from ``defaults`` applies where it can."""
+    wanted = task.prestart if task.prestart is not None else dag.defaults.prestart
+    if not wanted or task.command is None or task.fanOut is not None or not task.after:
+        return False
+    if task.trigger != "all_success":
+        return False
+    texts = [*task.command, *(task.args or []), *(v for v in (task.env or {}).values() if isinstance(v, str))]
+    return not any(ref.kind == "output" for text in texts for ref in references(text))
+
+
 def build(dag: DagFile) -> tuple[res.DagSpec, dict[str, Any]]:
     """The compiled spec and its dumped JSON form (computed once: hashing and sizing both need it).
 
@@ -223,6 +237,8 @@ def build(dag: DagFile) -> tuple[res.DagSpec, dict[str, Any]]:
             "outputs": task.outputs,
             "templated": _templated(task),
         }
+        if _prestart(dag, task):
+            compiled["prestart"] = True
         if task.env:
             compiled["env"] = [_env_var(k, v) for k, v in task.env.items()]
         if task.fanOut is not None:

@@ -25,6 +25,7 @@ def check(doc: Document) -> list[Problem]:
         *_check_params(doc),
         *_check_env_names(doc),
         *_check_annotation_sizes(doc),
+        *_check_prestart(doc),
     ]
 
 
@@ -352,6 +353,46 @@ def _check_env_names(doc: Document) -> list[Problem]:
                 problems.append(
                     doc.problem((*path, key), f"'{key}' is not a valid environment variable name", key=True)
                 )
+    return problems
+
+
+def _check_prestart(doc: Document) -> list[Problem]:
+    """A task that asks for ``prestart: true`` itself and cannot have it is told why."""
+    problems = []
+    for name, task in _raw_tasks(doc).items():
+        if task.get("prestart") is not True:
+            continue
+        where: Path = ("tasks", name, "prestart")
+        if "sensor" in task:
+            problems.append(doc.problem(where, "a sensor task runs no pod to create ahead"))
+        elif "fanOut" in task:
+            problems.append(
+                doc.problem(where, "a fan-out task's pods are created when it starts: remove 'prestart'")
+            )
+        elif task.get("trigger", "all_success") != "all_success":
+            problems.append(
+                doc.problem(
+                    where,
+                    f"only an 'all_success' task is created ahead; a '{task.get('trigger')}' task's pod "
+                    "would mostly be thrown away: remove 'prestart'",
+                )
+            )
+        strings = [s for f in ("command", "args", "env") for s in _strings(task.get(f), ("tasks", name, f))]
+        for path, text in strings:
+            try:
+                refs = references(text)
+            except TemplateError:
+                continue
+            ref = next((r for r in refs if r.kind == "output"), None)
+            if ref is not None:
+                problems.append(
+                    doc.problem(
+                        path,
+                        f"'{{{{ {ref.expression} }}}}' is known only once '{ref.task}' has finished, so "
+                        "this task's pod cannot be created ahead: remove 'prestart: true'",
+                    )
+                )
+                break
     return problems
 
 

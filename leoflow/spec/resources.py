@@ -212,6 +212,8 @@ class CompiledTask(ResourceModel):
     """Wait in the controller instead of running a pod."""
     templated: bool = False
     """Whether any of the task's strings holds a template to render."""
+    prestart: bool = False
+    """Its pod is created while the upstreams run and waits for them in the agent (WaitStart)."""
 
 
 class CompiledParam(ResourceModel):
@@ -317,6 +319,12 @@ class TaskState(StrEnum):
     UPSTREAM_FAILED = "U"
     SKIPPED = "K"
     CANCELLED = "C"
+    PREPARED = "p"
+    """Its pod exists and waits in the agent for the upstreams to finish (``prestart``)."""
+
+
+IN_FLIGHT_TASK_STATES = frozenset({TaskState.SCHEDULED, TaskState.RUNNING, TaskState.PREPARED})
+"""States in which the task's current attempt has (or should have) a pod."""
 
 
 TERMINAL_TASK_STATES = frozenset(
@@ -348,6 +356,8 @@ class TaskDetail(ResourceModel):
     startTime: str | None = None
     finishTime: str | None = None
     outputs: dict[str, str] = Field(default_factory=dict)
+    releaseTime: str | None = None
+    """When a prepared attempt was told to start: its pod's waits (Unschedulable) count from here."""
     sensorState: str | None = None
     """A waiting sensor's progress, "started nextPoke pokes errors" (epoch seconds), recorded at a
     bounded rate so a restarted controller resumes it (leoflow.controller.sensors.state)."""
@@ -364,8 +374,9 @@ class DagRunStatus(ResourceModel):
     progress: str | None = None
     """Finished tasks out of all tasks, as "done/total"."""
     taskStates: str = ""
-    """One character per task index: . pending, q scheduled, r running, w retry wait,
-    S succeeded, F failed, U upstream failed, K skipped, C cancelled."""
+    """One character per task index: . pending, p prepared (its pod waits for the upstreams),
+    q scheduled, r running, w retry wait, S succeeded, F failed, U upstream failed, K skipped,
+    C cancelled."""
     items: dict[str, str] = Field(default_factory=dict)
     """Per fan-out task index, one state character per item."""
     tasks: dict[str, TaskDetail] = Field(default_factory=dict)

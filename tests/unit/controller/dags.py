@@ -16,6 +16,7 @@ def dag(
     fan_out: dict[str, CompiledFanOut] | None = None,
     outputs: dict[str, list[str]] | None = None,
     commands: dict[str, list[str]] | None = None,
+    prestart: frozenset[str] = frozenset(),
     **profile: Any,
 ) -> DagSpec:
     """Tasks in the insertion order of ``edges`` (which must be topological): name -> upstream names."""
@@ -34,6 +35,7 @@ def dag(
             command=(commands or {}).get(name, ["sh", "-c", f"echo {name}"]),
             outputs=(outputs or {}).get(name, []),
             fanOut=(fan_out or {}).get(name),
+            prestart=name in prestart,
         )
         for name, ups in edges.items()
     ]

@@ -239,6 +239,19 @@ def test_unschedulable_waits_with_scheduler_message_then_fails_after_grace() -> 
     assert message in failed.message
 
 
+def test_prepared_pods_unschedulable_bound_counts_from_its_release() -> None:
+    # It waited unscheduled for its upstreams' resources; the bound starts when it may run.
+    p = pod("Pending", conditions=[scheduled("False", "Unschedulable", "Insufficient cpu", at_offset=1)])
+    settings = ClassifySettings(unschedulable_grace=300)
+    released = PodContext(released_at=at(1000))
+    waiting_obs = classify(p, now=at(1001), settings=settings, context=released)
+    assert waiting_obs.phase is PodPhase.PENDING
+    assert waiting_obs.deadline == at(1300)
+    assert (
+        classify(p, now=at(1300), settings=settings, context=released).reason is FailureReason.UNSCHEDULABLE
+    )
+
+
 def test_node_pressure_eviction_is_an_infrastructure_failure() -> None:
     message = (
         "The node was low on resource: memory. "

@@ -1,0 +1,68 @@
+"""prestart: which tasks get their pods created ahead, and a clear refusal where one cannot."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from leoflow.spec.compiler import compile_text
+from tests.unit.spec.dagfiles import HEAD, only_problem
+
+
+def _ahead(text: str) -> set[str]:
+    spec = compile_text(HEAD + textwrap.dedent(text)).spec
+    return {t.name for t in spec.tasks if t.prestart}
+
+
+def test_defaults_prestart_applies_to_every_task_that_can_wait_for_its_upstreams() -> None:
+    text = """\
+        defaults: {prestart: true}
+        params: {day: {default: "1"}}
+        tasks:
+          extract: {command: [x], outputs: [rows]}
+          plain: {command: [x, "{{ params.day }}"], after: [extract]}
+          reads: {command: [x, "{{ tasks.extract.outputs.rows }}"], after: [extract]}
+          handler: {command: [x], after: [extract], trigger: one_failed}
+          items: {command: [x, "{{ item }}"], after: [extract], fanOut: {items: [a, b]}}
+          wait: {after: [extract], sensor: {time: {delay: 5s}}}
+          optout: {command: [x], after: [extract], prestart: false}
+        """
+    # A root has nothing to wait for; the others' pods depend on how their upstreams end.
+    assert _ahead(text) == {"plain"}
+
+
+def test_task_can_ask_for_prestart_without_the_defaults() -> None:
+    text = """\
+        tasks:
+          a: {command: [x]}
+          b: {command: [x], after: [a], prestart: true}
+          c: {command: [x], after: [b]}
+        """
+    assert _ahead(text) == {"b"}
+
+
+@pytest.mark.parametrize(
+    ("task", "says"),
+    [
+        (
+            '{command: [x, "{{ tasks.a.outputs.rows }}"], after: [a], prestart: true}',
+            "'{{ tasks.a.outputs.rows }}' is known only once 'a' has finished",
+        ),
+        ("{command: [x], after: [a], trigger: all_done, prestart: true}", "only an 'all_success' task"),
+        ("{command: [x], after: [a], fanOut: {items: [1, 2]}, prestart: true}", "a fan-out task's pods"),
+        ("{after: [a], sensor: {time: {delay: 5s}}, prestart: true}", "a sensor task runs no pod"),
+    ],
+    ids=["reads-outputs", "trigger", "fan-out", "sensor"],
+)
+def test_explicit_prestart_that_cannot_be_honoured_is_refused_with_the_reason(task: str, says: str) -> None:
+    text = HEAD + textwrap.dedent(
+        f"""\
+        tasks:
+          a: {{command: [x], outputs: [rows]}}
+          b: {task}
+        """
+    )
+    problem = only_problem(text)
+    assert says in problem.message
+    assert problem.path.startswith("tasks.b."), problem
