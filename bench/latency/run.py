@@ -12,6 +12,11 @@ waves, which measures how fast the API server drains a burst), twice:
   in the generator's own pod watch.
   Goal: p50 <= 10 ms, p99 <= 50 ms. The acknowledgement's own round trip (``finished_ack``: gRPC,
   the sink recording the report and queueing the run) is reported separately.
+* **prestart** (the fast path with ``defaults: {prestart: true}``): each task's pod exists before
+  its upstream ends, and the generator's agent waits in ``WaitStart`` as the real one does. Measured
+  from ``Finished`` sent to the downstream's ``WaitStart`` answer received: no pod create lies
+  between two tasks, so this is the transition a user gets when the pod is there. KWOK ends a pod
+  two task durations plus the lag after it started (a prepared pod waits about one task first).
 * **pod** (the pod-status path, no agent): the controller runs without an agent server and KWOK
   completes each pod after TASK_SECONDS. Measured from the pod's terminal (Succeeded) watch event
   to the downstream pod's appearance, both in the generator's watch. Goal: p99 <= 150 ms.
@@ -60,6 +65,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from leoflow.agent.v1 import agent_pb2, agent_pb2_grpc
 from leoflow.controller.kube.informer import EventType, Informer, InformerOptions
 from leoflow.controller.kube.transport import DAGRUNS, PODS, KubeObject, Transport
+from leoflow.controller.podspec import WAIT_START_ENV
 from leoflow.dev import cluster
 from leoflow.dev.kwok import simulated_pod_placement
 from leoflow.dev.processes import free_port
@@ -71,13 +77,14 @@ exit up to a second (its relist period) after the process ends. The pod watch th
 what the agent reported, and finished pods leave the run as they do on a real node."""
 
 
-def dag_text(tasks: int) -> str:
+def dag_text(tasks: int, *, prestart: bool = False) -> str:
     placement = simulated_pod_placement()
+    ahead = ", prestart: true" if prestart else ""
     lines = [
         "dag: chain",
         "image: leoflow.dev/base:1",
         f"defaults: {{nodeSelector: {json.dumps(placement['nodeSelector'])}, "
-        f"tolerations: {json.dumps(placement['tolerations'])}}}",
+        f"tolerations: {json.dumps(placement['tolerations'])}{ahead}}}",
         "tasks:",
         "  t00: {command: [work]}",
     ]
@@ -138,6 +145,7 @@ class Chains:
     seen: set[str] = field(default_factory=set)
 
     def pod_added(self, run: str, index: int, at: float) -> None:
+        """The downstream's pod appeared (or, prestart, its agent was let start) at ``at``."""
         upstream_end = self.ended.get((run, index - 1))
         if upstream_end is not None:
             self.gaps.append(at - upstream_end)
@@ -154,14 +162,13 @@ def task_index(pod: KubeObject) -> tuple[str, int] | None:
     return str(run), int(task[1:])
 
 
-async def retried(call: Callable[[Any], Any], request: Any) -> None:
+async def retried(call: Callable[[Any], Any], request: Any) -> Any:
     """Sends ``request`` as the agent does (agent/internal/report): UNAVAILABLE is retried with
     backoff from 100 ms, growing 1.6 times up to 2 s."""
     delay = 0.1
     while True:
         try:
-            await call(request)
-            return
+            return await call(request)
         except grpc.aio.AioRpcError as exc:
             if exc.code() is not grpc.StatusCode.UNAVAILABLE:
                 raise
@@ -170,13 +177,15 @@ async def retried(call: Callable[[Any], Any], request: Any) -> None:
 
 
 class Agents:
-    """Plays each task pod's agent: Started at once, Finished after ``task_seconds``."""
+    """Plays each task pod's agent: WaitStart first if the pod was created ahead (prestart),
+    Started, then Finished after ``task_seconds``."""
 
-    def __init__(self, address: str, chains: Chains, task_seconds: float) -> None:
+    def __init__(self, address: str, chains: Chains, task_seconds: float, *, prestart: bool = False) -> None:
         self.channel = grpc.aio.insecure_channel(address)
         self.stub = agent_pb2_grpc.AgentServiceStub(self.channel)  # type: ignore[no-untyped-call]
         self.chains = chains
         self.task_seconds = task_seconds
+        self.prestart = prestart
         self.tasks: set[asyncio.Task[None]] = set()
         self.refused: list[str] = []
         self.acks: list[float] = []
@@ -188,7 +197,8 @@ class Agents:
         where = task_index(new)
         if where is None:
             return
-        self.chains.pod_added(*where, now)
+        if not self.prestart:
+            self.chains.pod_added(*where, now)
         task = asyncio.get_running_loop().create_task(self._play(new, *where))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -207,7 +217,14 @@ class Agents:
             attempt=int(labels.get("leoflow.io/attempt", "0") or 0),
             agent_version="bench",
         )
+        env = ((pod.get("spec") or {}).get("containers") or [{}])[0].get("env") or []
         try:
+            if {"name": WAIT_START_ENV, "value": "true"} in env:
+                answer = await retried(self.stub.WaitStart, agent_pb2.WaitStartRequest(identity=identity))
+                if answer.decision != agent_pb2.WaitStartResponse.DECISION_START:
+                    self.refused.append(f"{meta['name']}: WaitStart {answer.message}")
+                    return
+                self.chains.pod_added(run, index, time.perf_counter())
             await retried(self.stub.Started, agent_pb2.StartedRequest(identity=identity, command=["work"]))
             await asyncio.sleep(self.task_seconds)
             finished = agent_pb2.FinishedRequest(
@@ -328,18 +345,20 @@ async def phase(
     probe_namespace = f"{namespace}-probe"
     await asyncio.to_thread(kubectl, "create", "namespace", namespace)
     await asyncio.to_thread(kubectl, "create", "namespace", probe_namespace)
-    resource = json.dumps(compile_text(dag_text(tasks)).resource(namespace))
+    prestart = path == "prestart"
+    resource = json.dumps(compile_text(dag_text(tasks, prestart=prestart)).resource(namespace))
     await asyncio.to_thread(kubectl, "apply", "--server-side", "-f", "-", input=resource)
     metrics_port = free_port()
     chains = Chains(tasks)
     log = Path(state.home) / f"latency-{path}-controller.log"
-    if path == "agent":
+    if path in ("agent", "prestart"):
         agent_port = free_port()
+        lifetime = int(task_seconds * 1000) * (2 if prestart else 1) + EXIT_LAG_MS
         extra = [
             "--agent-address", f"127.0.0.1:{agent_port}", "--agent-insecure",
-            "--pod-annotation", f"kwok.leoflow.io/succeed-after={int(task_seconds * 1000) + EXIT_LAG_MS}ms",
+            "--pod-annotation", f"kwok.leoflow.io/succeed-after={lifetime}ms",
         ]  # fmt: skip
-        player: Agents | PodEnds = Agents(f"127.0.0.1:{agent_port}", chains, task_seconds)
+        player: Agents | PodEnds = Agents(f"127.0.0.1:{agent_port}", chains, task_seconds, prestart=prestart)
     else:
         extra = [
             "--no-agent-server",
@@ -390,7 +409,11 @@ async def phase(
             "transition_over_api_create_p99": round(transitions["p99_ms"] / floor["p99_ms"], 2),
             "expected_transitions": expected,
             "controller_histogram": histogram_bounds(
-                histogram_buckets(metrics, "leoflow_task_transition_seconds", path=path)
+                histogram_buckets(
+                    metrics,
+                    "leoflow_task_release_seconds" if prestart else "leoflow_task_transition_seconds",
+                    path="agent" if prestart else path,
+                )
             ),
             # Its two parts: the controller's own (event known to create sent), and the API
             # server's answer to every create (including creates off the transition path).
@@ -438,11 +461,16 @@ async def phase(
         await asyncio.to_thread(kubectl, "delete", "namespace", namespace, probe_namespace, "--wait=false")
 
 
-def goals(agent: dict[str, Any] | None, pod: dict[str, Any] | None) -> dict[str, bool]:
+def goals(
+    agent: dict[str, Any] | None, pod: dict[str, Any] | None, prestart: dict[str, Any] | None = None
+) -> dict[str, bool]:
     met: dict[str, bool] = {}
     if agent is not None:
         met["agent_p50_ms<=10"] = agent["transitions"]["p50_ms"] <= 10
         met["agent_p99_ms<=50"] = agent["transitions"]["p99_ms"] <= 50
+    if prestart is not None:
+        met["prestart_p50_ms<=10"] = prestart["transitions"]["p50_ms"] <= 10
+        met["prestart_p99_ms<=50"] = prestart["transitions"]["p99_ms"] <= 50
     if pod is not None:
         met["pod_p99_ms<=150"] = pod["transitions"]["p99_ms"] <= 150
     return met
@@ -463,6 +491,7 @@ async def measure(state: cluster.ClusterState, args: argparse.Namespace) -> dict
     }
     paths = {p.strip() for p in args.paths.split(",")}
     agent = await phase(state=state, path="agent", **common) if "agent" in paths else None
+    prestart = await phase(state=state, path="prestart", **common) if "prestart" in paths else None
     pod = await phase(state=state, path="pod", **common) if "pod" in paths else None
     baseline = read_result("baseline")
     return {
@@ -471,11 +500,12 @@ async def measure(state: cluster.ClusterState, args: argparse.Namespace) -> dict
         "task_seconds": args.task_seconds,
         "stagger_seconds": common["stagger"],
         "agent_path": agent,
+        "prestart_path": prestart,
         "pod_path": pod,
         "baseline_create_latency": baseline.get("create_latency") if baseline else None,
         "baseline_at": baseline.get("at") if baseline else None,
         "goals": {"agent_p50_ms": "<= 10", "agent_p99_ms": "<= 50", "pod_p99_ms": "<= 150"},
-        "met": goals(agent, pod),
+        "met": goals(agent, pod, prestart),
     }
 
 
@@ -490,7 +520,9 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=16, help="the controller's --workers (its default: 16)"
     )
-    parser.add_argument("--paths", default="agent,pod", help="which paths to measure (agent,pod)")
+    parser.add_argument(
+        "--paths", default="agent,prestart,pod", help="which paths to measure (agent,prestart,pod)"
+    )
     parser.add_argument(
         "--stagger",
         type=float,

@@ -15,6 +15,9 @@ every path alike; ``--paths`` picks which):
 * **agent-in-image**: the same, but the tasks' image already holds the agent
   (``leoflow.dev/base-agent:dev``, the base image plus ``/usr/local/bin/leoflow-agent``) and this
   path's webhook has ``--agent-in-image`` for it, so its pods get no init container.
+* **prestart** and **prestart-in-image**: the two agent paths with ``defaults: {prestart: true}``:
+  each task's pod is created while its upstreams run and its agent waits in ``WaitStart`` until
+  the controller releases it, so no pod start lies between two tasks.
 * **pod**: the controller runs with ``--no-agent-server`` and the webhook does not select its
   namespace, so its pods run the bare command and only the pod watch completes tasks (what the
   pod-status path covers: pods without a working agent).
@@ -25,7 +28,8 @@ The first ``--warmup`` round is not counted. Each edge is broken down with this 
 pod watch (wall clock, same host): when the downstream pod was seen (about when the API server
 accepted it), scheduled, and, for the unlocking upstream, when its pod was seen Succeeded (what
 the pod-status path waits for). The controllers' own ``leoflow_task_transition_seconds``
-histograms are scraped at the end. Writes bench/results/realnode.json.
+histograms (``leoflow_task_release_seconds`` for the prestart paths) are scraped at the end.
+Writes bench/results/realnode.json.
 
 The cluster is its own (the shared ``make bench`` cluster has no real node): ``--home`` (default
 bench/results/.realnode-cluster) is brought up with a real node and no KWOK nodes, and stopped at
@@ -55,7 +59,7 @@ from benchlib import RESULTS, percentile, scrape, write_result
 from crilog import PodStart, pod_starts
 from kubernetes_asyncio.config import new_client_from_config
 from prometheus_client.parser import text_string_to_metric_families
-from stamps import TASK_SCRIPT, Edge, StampError, Stamps, edges, parse_stamps
+from stamps import Edge, StampError, Stamps, edges, parse_stamps, task_script
 
 from leoflow.agent_inject.names import INIT_CONTAINER
 from leoflow.cli import CommandError, demo
@@ -68,12 +72,16 @@ from leoflow.dev.processes import Layout, free_port
 from leoflow.spec.compiler import compile_text
 from leoflow.webhook.registration import only_namespaces, webhook_configuration
 
-PATHS = ("agent", "agent-in-image", "pod")
+PATHS = ("agent", "agent-in-image", "prestart", "prestart-in-image", "pod")
 IMAGES = {
     "agent": images.BASE_IMAGE,
     "agent-in-image": images.BASE_WITH_AGENT_IMAGE,
+    "prestart": images.BASE_IMAGE,
+    "prestart-in-image": images.BASE_WITH_AGENT_IMAGE,
     "pod": images.BASE_IMAGE,
 }
+PRESTART = frozenset({"prestart", "prestart-in-image"})
+IN_IMAGE = frozenset({"agent-in-image", "prestart-in-image"})
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
 
 
@@ -86,14 +94,23 @@ def fan(width: int) -> dict[str, list[str]]:
     return {"src": [], **{b: ["src"] for b in branches}, "join": branches}
 
 
-def dag_text(name: str, upstreams: dict[str, list[str]], image: str = images.BASE_IMAGE) -> str:
-    """A leoflow.yaml whose every task only prints its two stamps, on the real node, no retries."""
-    command = json.dumps(["sh", "-c", TASK_SCRIPT])
+def dag_text(
+    name: str,
+    upstreams: dict[str, list[str]],
+    image: str = images.BASE_IMAGE,
+    *,
+    prestart: bool = False,
+    task_seconds: float = 0.0,
+) -> str:
+    """A leoflow.yaml whose every task prints its two stamps (``task_seconds`` apart), on the real
+    node, no retries."""
+    command = json.dumps(["sh", "-c", task_script(task_seconds)])
     selector = json.dumps({NODE_TYPE_LABEL: "real"})
+    ahead = ", prestart: true" if prestart else ""
     lines = [
         f"dag: {name}",
         f"image: {image}",
-        f"defaults: {{nodeSelector: {selector}, retries: 0}}",
+        f"defaults: {{nodeSelector: {selector}, retries: 0{ahead}}}",
         "tasks:",
     ]
     for task, ups in upstreams.items():
@@ -271,13 +288,13 @@ async def run_once(
     return RunRecord(edges(upstreams, stamps), stamps, pods)
 
 
-def transition_histogram(metrics_text: str) -> dict[str, Any]:
-    """``leoflow_task_transition_seconds`` by path: count, mean, and p50/p90/p99 as the upper bound
-    of the bucket they fall in (what a histogram can tell)."""
+def transition_histogram(metrics_text: str, family_name: str = "leoflow_task_transition") -> dict[str, Any]:
+    """``<family_name>_seconds`` by path: count, mean, and p50/p90/p99 as the upper bound of the
+    bucket they fall in (what a histogram can tell)."""
     buckets: dict[str, list[tuple[float, float]]] = {}
     sums: dict[str, float] = {}
     for family in text_string_to_metric_families(metrics_text):
-        if family.name != "leoflow_task_transition_seconds":
+        if family.name not in (family_name, f"{family_name}_seconds"):
             continue
         for sample in family.samples:
             path = sample.labels.get("path", "")
@@ -349,7 +366,13 @@ def comparisons(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Each pair of paths measured: the gap's ratio, and the difference in pod start at p50 (the
     same kubelet work with and without the injection, and with the agent copied or in the image)."""
     out: dict[str, Any] = {}
-    pairs = (("pod", "agent"), ("agent-in-image", "agent"), ("pod", "agent-in-image"))
+    pairs = (
+        ("pod", "agent"),
+        ("agent-in-image", "agent"),
+        ("pod", "agent-in-image"),
+        ("prestart", "agent"),
+        ("prestart-in-image", "agent-in-image"),
+    )
     for top, bottom in pairs:
         if top not in results or bottom not in results:
             continue
@@ -390,7 +413,7 @@ def registered(
 def webhook_argv(path: str, port: int, agent_addr: str, tls: demo.Tls) -> list[str]:
     """The demo's webhook; on the agent-in-image path it knows the tasks' image holds the agent."""
     argv = demo.webhook_argv(port, agent_addr, tls)
-    if path == "agent-in-image":
+    if path in IN_IMAGE:
         argv += ["--agent-in-image", f"{images.BASE_WITH_AGENT_IMAGE}={images.AGENT_IN_IMAGE_PATH}"]
     return argv
 
@@ -449,7 +472,14 @@ async def measure(state: cluster.ClusterState, args: argparse.Namespace) -> dict
         with processes(state, lanes, work):
             for path, lane in lanes.items():
                 for dag, upstreams in shapes.items():
-                    resource = compile_text(dag_text(dag, upstreams, IMAGES[path])).resource(lane.namespace)
+                    text = dag_text(
+                        dag,
+                        upstreams,
+                        IMAGES[path],
+                        prestart=path in PRESTART,
+                        task_seconds=args.task_seconds,
+                    )
+                    resource = compile_text(text).resource(lane.namespace)
                     demo.kubectl(state, "apply", "--server-side", "-f", "-", input=json.dumps(resource))
             watches = []
             for lane in lanes.values():
@@ -480,8 +510,12 @@ async def measure(state: cluster.ClusterState, args: argparse.Namespace) -> dict
                             lane.runs.append(record)
                     loads.append(os.getloadavg()[0])
                     print(f"{dag} {i}: load {loads[-1]:.2f}", flush=True)
-                metrics = {
-                    path: transition_histogram(scrape(lane.metrics_port)) for path, lane in lanes.items()
+                scraped = {path: scrape(lane.metrics_port) for path, lane in lanes.items()}
+                metrics = {path: transition_histogram(text) for path, text in scraped.items()}
+                releases = {
+                    path: transition_histogram(text, "leoflow_task_release")
+                    for path, text in scraped.items()
+                    if path in PRESTART
                 }
     finally:
         await api.close()
@@ -492,11 +526,12 @@ async def measure(state: cluster.ClusterState, args: argparse.Namespace) -> dict
     results = {path: lane_result(lane, starts) for path, lane in lanes.items()}
     return {
         "what": "upstream process exit (last stamp) -> downstream process start (first stamp), real node",
-        "shapes": {"chain_tasks": args.chain, "fan_width": args.fan_width},
+        "shapes": {"chain_tasks": args.chain, "fan_width": args.fan_width, "task_seconds": args.task_seconds},
         "runs_per_path": {"chain": args.runs, "fan": args.fan_runs, "warmup_rounds_not_counted": args.warmup},
         **{f"{path.replace('-', '_')}_path": result for path, result in results.items()},
         **comparisons(results),
         "controller_transition_histogram": metrics,
+        "controller_release_histogram": releases,
         "machine_load": {
             "at_start_1_5_15m": started,
             "at_end_1_5_15m": load(),
@@ -522,6 +557,12 @@ def main() -> int:
     parser.add_argument("--fan-runs", type=int, default=5, help="fan runs per path")
     parser.add_argument("--fan-width", type=int, default=3, help="tasks between the fan's first and last")
     parser.add_argument("--warmup", type=int, default=1, help="rounds of each shape not counted")
+    parser.add_argument(
+        "--task-seconds",
+        type=float,
+        default=0.0,
+        help="how long each task runs between its stamps (prestart gains most when it outlasts a pod start)",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds one run may take")
     parser.add_argument(
         "--paths", nargs="+", choices=PATHS, default=list(PATHS), help="paths to measure (default: all)"

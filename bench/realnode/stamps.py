@@ -22,6 +22,13 @@ _STAMP = (
     f'END{{printf "{MARK} %s %s.%06d\\n", tag, s, u}}\' tag='
 )
 TASK_SCRIPT = f"{_STAMP}first; {_STAMP}last"
+
+
+def task_script(seconds: float = 0.0) -> str:
+    """The stamps ``seconds`` apart: a task that runs that long."""
+    return f"{_STAMP}first; sleep {seconds:g}; {_STAMP}last" if seconds > 0 else TASK_SCRIPT
+
+
 _LINE = re.compile(rf"^{MARK} (first|last) (\d+\.\d{{6}})$")
 
 

@@ -301,14 +301,14 @@ class _Work:
             ):
                 self.deletes.append(DeletePod(obs.pod, "task succeeded"))
             return
+        if status.deadline is not None:
+            self.timers.append(status.deadline)
         if self.code(unit) is TaskState.PREPARED and (
             not status.terminal or status.reason in _CAPACITY_WAITS
         ):
             # Running is its agent waiting for the go; a pod the scheduler cannot place yet waits
             # for the upstreams' resources, and its bound counts from its release.
             return
-        if status.deadline is not None:
-            self.timers.append(status.deadline)
         if status.phase is PodPhase.SUCCEEDED and obs.outputs_error:
             self._final_failure(unit, OUTPUTS_ERROR, obs.outputs_error, 0)
         elif status.phase is PodPhase.SUCCEEDED:

@@ -27,6 +27,11 @@ def test_sensor_settings_default_to_the_engine_defaults() -> None:
     assert settings.sensor_progress_batch == ControllerSettings.sensor_progress_batch
 
 
+def test_pods_are_created_ahead_only_with_an_agent_server_to_release_them() -> None:
+    assert settings_for().reconcile.plan.prestart is True
+    assert settings_for("--no-agent-server").reconcile.plan.prestart is False
+
+
 def test_sensor_flags_reach_the_settings() -> None:
     settings = settings_for(
         "--sensor-http-per-host=3", "--sensor-progress-period=7.5", "--sensor-progress-batch=200"
