@@ -70,6 +70,18 @@ def observe_pod(
             MAIN_CONTAINER,
             started=False,
         )
+    interrupted_by = summary.get("interruptedBy")
+    if isinstance(interrupted_by, int) and interrupted_by > 0 and status.phase is PodPhase.SUCCEEDED:
+        # The agent forwarded a SIGTERM and the command then exited 0: a handler that swallowed a
+        # deletion or eviction, not a finished task (failures.md 20).
+        status = PodObservation(
+            PodPhase.FAILED,
+            FailureReason.INTERRUPTED,
+            f"{MAIN_CONTAINER}: exited {status.exit_code or 0} after signal {interrupted_by} reached it: "
+            "the pod was deleted, evicted or preempted",
+            status.exit_code,
+            MAIN_CONTAINER,
+        )
     outputs = summary.get("outputs")
     outputs_error = summary.get("outputsError")
     return PodObserved(

@@ -376,7 +376,7 @@ func TestSigtermIsReportedAsTerminating(t *testing.T) {
 	c := &controller{}
 	addr := serve(t, c)
 	dir := t.TempDir()
-	cmd, stderr, _ := reportingAgent(t, addr, "--", "sh", "-c", "trap 'exit 0' TERM; touch "+dir+"/ready; while :; do sleep 0.05; done")
+	cmd, stderr, term := reportingAgent(t, addr, "--", "sh", "-c", "trap 'exit 0' TERM; touch "+dir+"/ready; while :; do sleep 0.05; done")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -388,6 +388,12 @@ func TestSigtermIsReportedAsTerminating(t *testing.T) {
 	got := strings.Join(c.Events(), "|")
 	if !strings.Contains(got, "Terminating 15|Finished 0") {
 		t.Fatalf("events %q", got)
+	}
+	// The controller judges a Finished after Terminating an interruption; the termination message
+	// says so too, for when it learns the outcome from the pod alone.
+	raw, err := os.ReadFile(term)
+	if err != nil || !strings.Contains(string(raw), `"interruptedBy":15`) {
+		t.Fatalf("termination message %s: %v", raw, err)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -75,8 +76,13 @@ func Run(o Options) int {
 		}()
 	}
 	stopHeartbeats := heartbeats(o, start)
+	var interrupted atomic.Int32
 	onSignal := func(sig syscall.Signal) {
-		if sig != syscall.SIGTERM || o.Reporter == nil {
+		if sig != syscall.SIGTERM {
+			return
+		}
+		interrupted.CompareAndSwap(0, int32(sig))
+		if o.Reporter == nil {
 			return
 		}
 		reports.Add(1)
@@ -115,7 +121,7 @@ func Run(o Options) int {
 		finished.OutputsError = outErr.Error()
 		o.Warn("outputs refused: %v", outErr)
 	}
-	writeTermination(o, finished, outs)
+	writeTermination(o, finished, outs, int(interrupted.Load()))
 
 	if o.Reporter != nil {
 		// Started (and Terminating) go first, so the controller sees the events in order.
@@ -218,19 +224,20 @@ func oomEvidence(before, after cgroup.Evidence) *agentv1.OomEvidence {
 	}
 }
 
-func writeTermination(o Options, f *agentv1.FinishedRequest, outs map[string][]byte) {
+func writeTermination(o Options, f *agentv1.FinishedRequest, outs map[string][]byte, interruptedBy int) {
 	if o.TerminationLog == "" {
 		return
 	}
 	msg := termination.Encode(termination.Summary{
-		ExitCode:     int(f.ExitCode),
-		Signal:       int(f.Signal),
-		DurationMs:   f.DurationMs,
-		PeakRSSBytes: f.PeakRssBytes,
-		OOMKilled:    f.GetOom().GetOomKilled(),
-		AgentError:   f.AgentError,
-		OutputsError: f.OutputsError,
-		AgentVersion: o.AgentVersion,
+		ExitCode:      int(f.ExitCode),
+		Signal:        int(f.Signal),
+		InterruptedBy: interruptedBy,
+		DurationMs:    f.DurationMs,
+		PeakRSSBytes:  f.PeakRssBytes,
+		OOMKilled:     f.GetOom().GetOomKilled(),
+		AgentError:    f.AgentError,
+		OutputsError:  f.OutputsError,
+		AgentVersion:  o.AgentVersion,
 	}, outs)
 	err := termination.Write(o.TerminationLog, o.CreateTermination, msg)
 	if err != nil && (o.CreateTermination || !errors.Is(err, os.ErrNotExist)) {

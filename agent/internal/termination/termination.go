@@ -14,14 +14,17 @@ const MaxBytes = 4096
 
 // Summary is the message's content.
 type Summary struct {
-	ExitCode     int               `json:"exitCode"`
-	Signal       int               `json:"signal,omitempty"`
-	DurationMs   int64             `json:"durationMs"`
-	PeakRSSBytes uint64            `json:"peakRssBytes,omitempty"`
-	OOMKilled    bool              `json:"oomKilled,omitempty"`
-	AgentError   string            `json:"agentError,omitempty"`
-	OutputsError string            `json:"outputsError,omitempty"`
-	Outputs      map[string]string `json:"outputs,omitempty"`
+	ExitCode int `json:"exitCode"`
+	Signal   int `json:"signal,omitempty"`
+	// InterruptedBy is the termination signal the agent forwarded before the command exited:
+	// the attempt was stopped from outside (deletion, eviction), whatever its exit code says.
+	InterruptedBy int               `json:"interruptedBy,omitempty"`
+	DurationMs    int64             `json:"durationMs"`
+	PeakRSSBytes  uint64            `json:"peakRssBytes,omitempty"`
+	OOMKilled     bool              `json:"oomKilled,omitempty"`
+	AgentError    string            `json:"agentError,omitempty"`
+	OutputsError  string            `json:"outputsError,omitempty"`
+	Outputs       map[string]string `json:"outputs,omitempty"`
 	// OutputsOmitted says why outputs that were collected are not in this message.
 	OutputsOmitted string `json:"outputsOmitted,omitempty"`
 	AgentVersion   string `json:"agentVersion"`

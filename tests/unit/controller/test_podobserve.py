@@ -89,6 +89,17 @@ def test_agent_error_in_the_termination_message_is_a_start_error() -> None:
     assert "exec: not found" in obs.status.message
 
 
+def test_exit_0_after_a_forwarded_sigterm_is_an_interruption_not_a_success() -> None:
+    # What the pod says when the agent's Terminating and Finished never reached the controller.
+    swallowed = terminated("main", 0, "Completed", message=_summary(interruptedBy=15))
+    obs = observe_pod(
+        _pod(SPEC, 0, container=swallowed, phase="Succeeded"), dag=SPEC, run_uid="uid-1", now=at(30)
+    )
+    assert obs is not None
+    assert (obs.status.phase, obs.status.reason) == (PodPhase.FAILED, FailureReason.INTERRUPTED)
+    assert "after signal 15" in obs.status.message
+
+
 def test_refused_outputs_in_the_termination_message_fail_the_task() -> None:
     done = terminated("main", 0, message=_summary(outputsError="output 'rows' is over 64 KiB"))
     obs = observe_pod(_pod(SPEC, 0, container=done, phase="Succeeded"), dag=SPEC, run_uid="uid-1", now=at(30))
