@@ -354,8 +354,8 @@ def create_refused(code: int, reason: str, message: str, *, transient: bool) -> 
     An invalid pod (400/422), one forbidden by policy (403 PodSecurity, RBAC, a webhook's denial)
     or a missing namespace (404) is refused identically every time: the task fails at once with
     the API server's words (failures.md, entry 6). A 403 from ResourceQuota ("exceeded quota", or
-    "status unknown" just after the quota was made) is capacity, not a bad spec: it spends the
-    infrastructure budget, whose retries give the quota time to free up.
+    "status unknown" just after the quota was made) is capacity, not a bad spec: the reconciler
+    waits for room (quotawait.py) and only a wait past its bound becomes the attempt's failure.
     """
     text = f"pod refused by the API server (HTTP {code} {reason}): {message}"
     if code == 403 and any(marker in message for marker in _QUOTA_MARKERS):

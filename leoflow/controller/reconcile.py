@@ -74,11 +74,13 @@ from leoflow.controller.podobserve import observe_pod
 from leoflow.controller.podspec import PodSpecError
 from leoflow.controller.podstatus import (
     ClassifySettings,
+    FailureReason,
     PodContext,
     PodObservation,
     classify,
     create_refused,
 )
+from leoflow.controller.quotawait import QuotaWaits
 from leoflow.controller.runview import RunDefaults, RunViewError, run_view
 from leoflow.controller.sensors.engine import SensorEngine, SensorSpecError
 from leoflow.controller.sensors.outcomes import Outcome, Result
@@ -132,6 +134,9 @@ class ReconcileSettings:
     missing_pod_grace: float = 3.0
     """Seconds an in-flight attempt's pod may be absent from the cache before a live GET decides
     whether it is gone (the informer usually sees a new pod within milliseconds)."""
+    quota_wait: float = 600.0
+    """Seconds an attempt whose pod an exceeded ResourceQuota refuses waits for room, its create
+    sent again with backoff, before the refusal fails it (quotawait.py)."""
 
 
 class RetryLater(Exception):
@@ -220,6 +225,7 @@ class RunReconciler:
         # One switch for succeeded pods: the planner's delete follows the cleanup policy.
         plan_settings = replace(settings.plan, delete_succeeded_pods=settings.cleanup.delete_succeeded)
         self.settings = replace(settings, plan=plan_settings)
+        self.quota = QuotaWaits(settings.quota_wait)
         self.clock = clock
         self._definitions: dict[tuple[str, str], DagSpec] = {}
         self._run_pods: dict[str, set[str]] = {}
@@ -251,7 +257,8 @@ class RunReconciler:
         key = run_key(str(meta.get("namespace", "")), str(meta.get("name", "")))
         if kind is EventType.DELETED:
             self._written.pop(key, None)
-            self._unsent.pop(key, None)
+            for name in self._unsent.pop(key, {}):
+                self.quota.forget(name)
             self._reports.pop(key, None)
             self._finished_marks.pop(key, None)
             self._sensor_progress_due.discard(key)
@@ -610,6 +617,10 @@ class RunReconciler:
             if not pod_name or pod_name in seen:
                 continue
             attempt = detail.attempt if detail is not None else 1
+            waiting = self.quota.observation(pod_name)
+            if waiting is not None:
+                out.append(PodObserved(task, item, attempt, pod_name, waiting))
+                continue
             refused = self._create_errors.pop(pod_name, None)
             if refused is not None:
                 out.append(PodObserved(task, item, attempt, pod_name, refused))
@@ -747,12 +758,19 @@ class RunReconciler:
         if not unsent:
             return
         recorded = recorded_pods(view.status)
+        now = asyncio.get_running_loop().time()
+        due = []
+        for name, action in unsent.items():
+            if name not in recorded:
+                self.quota.forget(name)
+            elif (again := self.quota.holds(name, now)) is not None:
+                self._unsent.setdefault(key, {})[name] = action
+                # This reconcile may have come early and consumed the timer: set it again.
+                self.queue.add_at(key, again)
+            else:
+                due.append(action)
         results = await asyncio.gather(
-            *(
-                self._create(key=key, obj=obj, dag=dag, view=view, action=action, mark=None)
-                for name, action in unsent.items()
-                if name in recorded
-            ),
+            *(self._create(key=key, obj=obj, dag=dag, view=view, action=action, mark=None) for action in due),
             return_exceptions=True,
         )
         _raise_failures(results, "pod create(s) sent again")
@@ -785,12 +803,25 @@ class RunReconciler:
             if refused is None:
                 self._unsent.setdefault(key, {})[action.name] = action
                 raise
+            if refused.reason is FailureReason.QUOTA_EXCEEDED:
+                loop_now = asyncio.get_running_loop().time()
+                again = self.quota.refused(action.name, refused.message, loop_now, self.clock())
+                if again is not None:
+                    # Capacity, not a failure: the same attempt's create goes out again later.
+                    self._unsent.setdefault(key, {})[action.name] = action
+                    self.queue.add_at(key, again)
+                    log.info(
+                        "pod create refused by quota; waiting",
+                        extra={"pod": action.name, "retry_in_s": round(again - loop_now, 2)},
+                    )
+                    return
             # Refused (invalid, forbidden by policy, over quota): the next decision records it.
             self._create_errors[action.name] = refused
             self._missing_since[action.name] = 0.0
             self.queue.add(key)
             return
         self._created_at[action.name] = asyncio.get_running_loop().time()
+        self.quota.forget(action.name)
         if result.created:
             self.metrics.pod_created("created")
             if mark is not None and dag.tasks[action.task].upstreams and not action.prepared:

@@ -67,6 +67,10 @@ class ApiError(Exception):
         return self.kind is ErrorKind.TRANSIENT
 
     @property
+    def quota_exceeded(self) -> bool:
+        return self.code == 403 and "exceeded quota" in self.message
+
+    @property
     def not_found(self) -> bool:
         return self.code == 404
 

@@ -134,8 +134,11 @@ class Writer:
         query: list[tuple[str, str]] | None = None,
         content_type: str = "application/json",
         retry_conflicts: bool = True,
+        retry_quota: bool = True,
     ) -> KubeObject:
-        """One API call, paced by ``verb``'s bucket and retried while the error is transient."""
+        """One API call, paced by ``verb``'s bucket and retried while the error is transient.
+        ``retry_quota=False`` hands an exceeded quota back at once, to a caller that waits for
+        room in its own time instead of holding a worker here."""
         bucket = self._buckets[verb]
         attempt = 0
         while True:
@@ -150,6 +153,7 @@ class Writer:
                     not error.transient
                     or error.already_exists
                     or (error.code == 409 and not retry_conflicts)
+                    or (error.quota_exceeded and not retry_quota)
                     or attempt >= self.retry.max_attempts
                 ):
                     raise
@@ -202,10 +206,14 @@ class Writer:
                 return None
             raise
 
-    async def create(self, resource: ResourceRef, namespace: str, body: KubeObject) -> Created:
+    async def create(
+        self, resource: ResourceRef, namespace: str, body: KubeObject, *, retry_quota: bool = True
+    ) -> Created:
         """Creates ``body``; if its name is taken, returns the existing object with created=False."""
         try:
-            created = await self.call("create", "POST", resource.path(namespace), body=body)
+            created = await self.call(
+                "create", "POST", resource.path(namespace), body=body, retry_quota=retry_quota
+            )
             return Created(created, True)
         except ApiError as error:
             if not error.already_exists:
@@ -214,11 +222,12 @@ class Writer:
         existing = await self.get(resource, namespace, name)
         if existing is None:
             # Deleted between our create and our read: the name is free again.
-            return await self.create(resource, namespace, body)
+            return await self.create(resource, namespace, body, retry_quota=retry_quota)
         return Created(existing, False)
 
     async def create_pod(self, namespace: str, pod: KubeObject) -> Created:
-        return await self.create(PODS, namespace, pod)
+        """A task pod: an exceeded quota comes back at once (the reconciler's quota wait)."""
+        return await self.create(PODS, namespace, pod, retry_quota=False)
 
     async def delete_pod(
         self, namespace: str, name: str, *, uid: str | None = None, grace_period_seconds: int | None = None

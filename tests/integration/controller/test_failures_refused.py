@@ -52,9 +52,7 @@ async def test_pod_forbidden_by_pod_security_fails_its_task_at_once(harness: Har
     assert 'violates PodSecurity "restricted:latest"' in detail["message"], detail
 
 
-async def test_exceeded_quota_spends_the_infrastructure_budget_until_the_quota_frees_up(
-    harness: Harness,
-) -> None:
+async def test_exceeded_quota_waits_for_room_without_spending_any_retry(harness: Harness) -> None:
     await harness.kubectl("create", "resourcequota", "no-pods", "--hard=pods=0")
     # The dev cluster runs no quota controller: write the usage it would count, which quota
     # admission then enforces (without it admission cannot judge and lets pods through).
@@ -63,23 +61,38 @@ async def test_exceeded_quota_spends_the_infrastructure_budget_until_the_quota_f
         "patch", "resourcequota", "no-pods", "--subresource=status", "--type=merge", "-p", json.dumps(usage)
     )
     await harness.apply_dag(dag_yaml("quota", "  work: {command: [work], retries: 0}\n"))
-    await harness.start(plan=PlanSettings(infra_retries=5, infra_retry_delay_seconds=2.0))
+    await harness.start(plan=PlanSettings(infra_retries=1, infra_retry_delay_seconds=0.5))
     await harness.create_run("r1", "quota")
-    retries: list[dict[str, str]] = []
-    for _ in range(200):
-        retries = [e for e in await harness.events("r1") if e["reason"] == "TaskRetrying"]
-        if retries:
-            break
-        await asyncio.sleep(0.3)
-    assert retries, f"attempt 1 was never retried: {run_status(await harness.run_object('r1'))}"
-    retrying = retries[0]
-    assert (
-        "attempt 1 failed (ExceededQuota: pod refused by the API server (HTTP 403 Forbidden)"
-        in (retrying["message"])
-    ), retrying["message"]
-    assert "exceeded quota: no-pods" in retrying["message"], retrying["message"]
+    waiting = await harness.wait_run(
+        "r1", lambda o: "waiting for quota" in ((o.get("status") or {}).get("message") or ""), within=60
+    )
+    message = waiting["status"]["message"]
+    assert "exceeded quota: no-pods" in message, message
+    # Several refusals later (backoff from 1 s), still the first attempt, no retry spent.
+    await asyncio.sleep(5)
+    status = run_status(await harness.run_object("r1"))
+    assert status["taskStates"] == "q", status
+    assert status["tasks"]["0"].get("attempt", 1) == 1, status
+    assert not [e for e in await harness.events("r1") if e["reason"] == "TaskRetrying"]
     # Pods elsewhere end; the quota has room again.
     await harness.kubectl("delete", "resourcequota", "no-pods")
     done = await harness.wait_phase("r1", "Succeeded", within=90)
+    detail = run_status(done).get("tasks", {}).get("0", {})
+    assert detail.get("attempt", 1) == 1 and detail.get("infraAttempts", 0) == 0, detail
+
+
+async def test_a_quota_wait_longer_than_its_bound_fails_the_attempt_as_exceeded_quota(
+    harness: Harness,
+) -> None:
+    await harness.kubectl("create", "resourcequota", "no-pods", "--hard=pods=0")
+    usage = {"status": {"hard": {"pods": "0"}, "used": {"pods": "0"}}}
+    await harness.kubectl(
+        "patch", "resourcequota", "no-pods", "--subresource=status", "--type=merge", "-p", json.dumps(usage)
+    )
+    await harness.apply_dag(dag_yaml("quota", "  work: {command: [work], retries: 0}\n"))
+    await harness.start(plan=PlanSettings(infra_retries=0), quota_wait=3.0)
+    await harness.create_run("r1", "quota")
+    done = await harness.wait_phase("r1", "Failed", within=60)
     detail = run_status(done)["tasks"]["0"]
-    assert detail["infraAttempts"] == detail["attempt"] - 1 >= 1, detail
+    assert detail["reason"] == "ExceededQuota", detail
+    assert "exceeded quota: no-pods" in detail["message"], detail

@@ -110,6 +110,17 @@ async def test_permanent_error_is_raised_after_one_request(
     assert len(fake_api.requests) == 1 and clock.sleeps == []
 
 
+async def test_a_pod_create_over_quota_comes_back_at_once_for_the_reconcilers_wait(
+    fake_api: Any, clock: Any, make_status: Any
+) -> None:
+    quota = 'pods "p" is forbidden: exceeded quota: team, requested: pods=1, used: pods=10, limited: pods=10'
+    fake_api.on("POST", PODS_PATH, scripted(make_status(403, "Forbidden", quota)))
+    with pytest.raises(ApiError) as raised:
+        await writer(fake_api, clock).create_pod("ns", POD)
+    assert raised.value.quota_exceeded and raised.value.transient
+    assert len(fake_api.requests) == 1 and clock.sleeps == []
+
+
 async def test_transient_errors_give_up_after_the_attempt_budget(
     fake_api: Any, clock: Any, make_status: Any
 ) -> None:
