@@ -342,8 +342,8 @@ def graph_with_states(spec: DagSpec, status: DagRunStatus) -> str:
         after = ", ".join(spec.tasks[u].name for u in task.upstreams)
         lines.append(f"  {index:>{width}} [{code}] {label}" + (f"  <- {after}" if after else ""))
     legend = (
-        "  states: . pending  q scheduled  r running  w retry wait  S succeeded  F failed"
-        "  U upstream failed  K skipped  C cancelled"
+        "  states: . pending  p prepared  q scheduled  r running  w retry wait  S succeeded"
+        "  F failed  U upstream failed  K skipped  C cancelled"
     )
     return "\n".join([*lines, legend]) + "\n"
 
