@@ -59,8 +59,10 @@ from leoflow.spec.templates import RenderContext
 
 ACTIVE = frozenset({TaskState.SCHEDULED, TaskState.RUNNING})
 """States of an attempt that was let start (a prepared one was not)."""
-_UNDERWAY = frozenset({TaskState.SUCCEEDED, TaskState.SCHEDULED, TaskState.RUNNING})
-"""Upstream states under which a prestart task's pod is created ahead."""
+_UNDERWAY = frozenset({TaskState.SUCCEEDED, TaskState.RUNNING})
+"""Upstream states under which a prestart task's pod is created ahead. Not Scheduled: a pod
+created beside its upstream's could take the last slot of a quota or a node from it, and then
+wait for an upstream that cannot start."""
 _CAPACITY_WAITS = frozenset({FailureReason.UNSCHEDULABLE, FailureReason.START_TIMEOUT})
 """Bounded waits a prepared pod is expected to meet: its upstreams hold the resources it needs."""
 TEMPLATE_ERROR = "TemplateError"
@@ -571,7 +573,7 @@ class _Work:
                 budget = self._start(task_index, None, budget)
 
     def _may_prepare(self, task_index: int) -> bool:
-        """One level ahead: every upstream is running (or done), none is only prepared itself."""
+        """One level ahead: every upstream is running (or done), none only scheduled or prepared."""
         task = self.dag.tasks[task_index]
         return (
             task.prestart

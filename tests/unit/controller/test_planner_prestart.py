@@ -18,6 +18,14 @@ CHAIN = {"extract": [], "transform": ["extract"], "load": ["transform"]}
 AHEAD = PlanSettings(prestart=True, infra_retry_delay_seconds=5)
 
 
+def running_extract(sim: Sim, **kw: object) -> Sim:
+    """The first plan creates extract's pod only; transform's comes once extract is seen running."""
+    sim.step()
+    assert sim.creates() == [("extract", None, 1)], "not beside a pod that has not started"
+    sim.step(sim.started("extract"))
+    return sim
+
+
 def releases(sim: Sim) -> list[tuple[str, int]]:
     return [(sim.dag.tasks[a.task].name, a.attempt) for a in sim.last if isinstance(a, ReleasePod)]
 
@@ -29,30 +37,31 @@ def env_of(sim: Sim, task: str) -> list[dict[str, str]]:
 
 
 def test_pod_is_created_one_level_ahead_and_waits_in_the_agent() -> None:
-    sim = Sim.start(dag(CHAIN, prestart=frozenset({"transform", "load"}), timeout=60), AHEAD)
-    sim.step()
-    assert sim.creates() == [("extract", None, 1), ("transform", None, 1)]
-    assert sim.run.status.taskStates == "qp."
+    sim = running_extract(Sim.start(dag(CHAIN, prestart=frozenset({"transform", "load"}), timeout=60), AHEAD))
+    assert sim.creates() == [("transform", None, 1)]
+    assert sim.run.status.taskStates == "rp."
     assert {"name": WAIT_START_ENV, "value": "true"} in env_of(sim, "transform")
     prepared = next(c for c in sim.created if c.prepared)
     assert "activeDeadlineSeconds" not in prepared.pod["spec"], "how long it waits is unknown"
 
 
 def test_upstream_success_releases_the_prepared_pod_and_prepares_the_next_level() -> None:
-    sim = Sim.start(dag(CHAIN, prestart=frozenset({"transform", "load"})), AHEAD)
-    sim.step()
-    sim.step(sim.started("extract"), sim.finished("extract"), now=at(3))
+    sim = running_extract(Sim.start(dag(CHAIN, prestart=frozenset({"transform", "load"})), AHEAD))
+    sim.step(sim.finished("extract"), now=at(3))
     assert releases(sim) == [("transform", 1)]
-    assert sim.creates() == [("load", None, 1)], "no create for the released task, one for the next level"
-    assert sim.run.status.taskStates == "Sqp"
+    assert sim.creates() == [], "no create for the released task"
+    assert sim.run.status.taskStates == "Sq."
+    sim.step(sim.started("transform"), now=at(3))
+    assert sim.creates() == [("load", None, 1)], "the next level once it runs"
+    assert sim.run.status.taskStates == "Srp"
     assert sim.run.status.tasks["1"].releaseTime == "2026-11-24T07:00:03Z"
 
 
 def test_released_attempt_runs_and_succeeds_like_any_other() -> None:
-    sim = Sim.start(dag(CHAIN, prestart=frozenset({"transform", "load"})), AHEAD)
-    sim.step()
+    sim = running_extract(Sim.start(dag(CHAIN, prestart=frozenset({"transform", "load"})), AHEAD))
     sim.step(sim.finished("extract"))
-    sim.step(sim.started("transform"), sim.finished("transform"))
+    sim.step(sim.started("transform"))
+    sim.step(sim.finished("transform"))
     assert releases(sim) == [("load", 1)]
     sim.step(sim.finished("load"))
     assert sim.run.status.taskStates == "SSS"
@@ -60,23 +69,20 @@ def test_released_attempt_runs_and_succeeds_like_any_other() -> None:
 
 
 def test_prepared_pod_running_is_its_agent_waiting_not_the_task_running() -> None:
-    sim = Sim.start(dag(CHAIN, prestart=frozenset({"transform"})), AHEAD)
-    sim.step()
+    sim = running_extract(Sim.start(dag(CHAIN, prestart=frozenset({"transform"})), AHEAD))
     sim.step(sim.pod("transform", PodPhase.RUNNING, started=True))
     assert sim.state("transform") is TaskState.PREPARED
 
 
 def test_unschedulable_prepared_pod_waits_for_its_upstreams_resources() -> None:
-    sim = Sim.start(dag(CHAIN, prestart=frozenset({"transform"})), AHEAD)
-    sim.step()
+    sim = running_extract(Sim.start(dag(CHAIN, prestart=frozenset({"transform"})), AHEAD))
     sim.step(sim.pod("transform", PodPhase.FAILED, FailureReason.UNSCHEDULABLE, stranded=True), now=at(900))
     assert sim.state("transform") is TaskState.PREPARED
     assert sim.deletes() == []
 
 
 def test_upstream_failure_deletes_the_prepared_pod_and_marks_it_upstream_failed() -> None:
-    sim = Sim.start(dag(CHAIN, prestart=frozenset({"transform"})), AHEAD)
-    sim.step()
+    sim = running_extract(Sim.start(dag(CHAIN, prestart=frozenset({"transform"})), AHEAD))
     sim.step(sim.finished("extract", exit_code=1))
     assert sim.deletes() == [sim.pod_name("transform", 1)]
     assert sim.run.status.taskStates == "FUU"
@@ -84,8 +90,9 @@ def test_upstream_failure_deletes_the_prepared_pod_and_marks_it_upstream_failed(
 
 
 def test_prepared_pod_survives_its_upstreams_retry_and_is_released_by_the_retry() -> None:
-    sim = Sim.start(dag(CHAIN, retries=1, retryDelaySeconds=1, prestart=frozenset({"transform"})), AHEAD)
-    sim.step()
+    sim = running_extract(
+        Sim.start(dag(CHAIN, retries=1, retryDelaySeconds=1, prestart=frozenset({"transform"})), AHEAD)
+    )
     sim.step(sim.finished("extract", exit_code=1))
     assert sim.state("extract") is TaskState.RETRY_WAIT
     assert sim.deletes() == [] and sim.state("transform") is TaskState.PREPARED
@@ -96,8 +103,7 @@ def test_prepared_pod_survives_its_upstreams_retry_and_is_released_by_the_retry(
 
 
 def test_prepared_pod_evicted_while_waiting_is_prepared_again_on_the_infrastructure_budget() -> None:
-    sim = Sim.start(dag(CHAIN, prestart=frozenset({"transform"})), AHEAD)
-    sim.step()
+    sim = running_extract(Sim.start(dag(CHAIN, prestart=frozenset({"transform"})), AHEAD))
     sim.step(sim.pod("transform", PodPhase.FAILED, FailureReason.EVICTED), now=at(1))
     assert sim.state("transform") is TaskState.RETRY_WAIT
     sim.step(now=at(6))
@@ -107,8 +113,7 @@ def test_prepared_pod_evicted_while_waiting_is_prepared_again_on_the_infrastruct
 
 
 def test_prepared_attempt_that_failed_starts_normally_once_its_upstreams_are_done() -> None:
-    sim = Sim.start(dag(CHAIN, prestart=frozenset({"transform"})), AHEAD)
-    sim.step()
+    sim = running_extract(Sim.start(dag(CHAIN, prestart=frozenset({"transform"})), AHEAD))
     sim.step(sim.pod("transform", PodPhase.FAILED, FailureReason.EVICTED), now=at(1))
     sim.step(sim.finished("extract"), now=at(2))
     assert sim.creates() == [], "the retry delay still applies"
@@ -119,8 +124,7 @@ def test_prepared_attempt_that_failed_starts_normally_once_its_upstreams_are_don
 
 
 def test_cancel_deletes_prepared_pods_and_cancels_them() -> None:
-    sim = Sim.start(dag(CHAIN, prestart=frozenset({"transform"})), AHEAD)
-    sim.step()
+    sim = running_extract(Sim.start(dag(CHAIN, prestart=frozenset({"transform"})), AHEAD))
     sim.run = replace(sim.run, cancel_requested=True)
     sim.step()
     assert sorted(a.name for a in sim.last if isinstance(a, DeletePod)) == sorted(
@@ -132,7 +136,8 @@ def test_cancel_deletes_prepared_pods_and_cancels_them() -> None:
 def test_without_an_agent_server_prestart_tasks_start_when_their_upstreams_end() -> None:
     sim = Sim.start(dag(CHAIN, prestart=frozenset({"transform"})), PlanSettings(prestart=False))
     sim.step()
-    assert sim.creates() == [("extract", None, 1)]
+    sim.step(sim.started("extract"))
+    assert sim.creates() == []
     sim.step(sim.finished("extract"))
     assert sim.creates() == [("transform", None, 1)]
     assert releases(sim) == []
@@ -141,4 +146,5 @@ def test_without_an_agent_server_prestart_tasks_start_when_their_upstreams_end()
 def test_a_capped_run_creates_nothing_ahead() -> None:
     sim = Sim.start(dag(CHAIN, prestart=frozenset({"transform"})), AHEAD, max_active_tasks=5)
     sim.step()
-    assert sim.creates() == [("extract", None, 1)]
+    sim.step(sim.started("extract"))
+    assert sim.creates() == []
