@@ -345,6 +345,10 @@ async def measure(
             while not await registered(condition):
                 await asyncio.sleep(0.1)
 
+        # Each condition's pod as the API server returns it (JSON, managedFields included; etcd
+        # holds protobuf): the bytes a mutation adds are what the API server applies and stores.
+        pod_bytes = {c: len((await create(c, 0, dry_run=True))[1]) for c in conditions}
+
         clock = CpuClock({**cluster_pids, **{s.name: s.pid for s in servers}, "client": os.getpid()})
         idle_before = clock.read()
         await asyncio.sleep(3)
@@ -396,6 +400,7 @@ async def measure(
         per_block=per_block,
         rounds=rounds,
         background_busy_cores=background,
+        pod_bytes=pod_bytes,
     )
 
 
@@ -431,6 +436,7 @@ def report(
     per_block: int,
     rounds: int,
     background_busy_cores: float,
+    pod_bytes: dict[str, int],
 ) -> dict[str, Any]:
     api_before = histograms(before.apiserver, APISERVER_WEBHOOK_HISTOGRAM, "name")
     api_after = histograms(after.apiserver, APISERVER_WEBHOOK_HISTOGRAM, "name")
@@ -497,6 +503,7 @@ def report(
         "pods_per_block": per_block,
         "rounds": rounds,
         "background_busy_cores_before": round(background_busy_cores, 3),
+        "pod_json_bytes": pod_bytes,
         "one_by_one": one_by_one,
         "at_rate": at_rate_report,
         "leoflow_server": {
