@@ -79,24 +79,33 @@ def unit_code(status: DagRunStatus, task: int, item: int | None) -> str:
     return codes[index] if 0 <= index < len(codes) else TaskState.PENDING.value
 
 
+def _current_code(pod: Mapping[str, Any], task_index: Mapping[str, int], status: DagRunStatus) -> str | None:
+    """The state code of the pod's unit when the pod is its current attempt, else None."""
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    task = task_index.get(str(labels.get(TASK_LABEL, "")))
+    attempt = str(labels.get(ATTEMPT_LABEL, ""))
+    if task is None or not attempt.isdigit():
+        return None
+    item_text = labels.get(ITEM_LABEL)
+    key = str(task) if item_text is None else f"{task}/{item_text}"
+    item = None if item_text is None else (int(item_text) if str(item_text).isdigit() else -1)
+    detail = status.tasks.get(key)
+    current = detail.attempt if detail is not None else 1
+    return unit_code(status, task, item) if current == int(attempt) else None
+
+
 def result_recorded(pod: Mapping[str, Any], task_index: Mapping[str, int], status: DagRunStatus) -> bool:
     """Whether ``status`` (as stored) no longer has this pod's attempt in flight: its outcome is
     recorded, or it was superseded or stopped, so the pod has nothing more to tell.
     ``task_index`` is the pinned definition's ``DagSpec.task_index()``, computed once per run."""
     if status.phase in TERMINAL_RUN_PHASES:
         return True
-    labels = (pod.get("metadata") or {}).get("labels") or {}
-    task = task_index.get(str(labels.get(TASK_LABEL, "")))
-    attempt = str(labels.get(ATTEMPT_LABEL, ""))
-    if task is None or not attempt.isdigit():
-        return True
-    item_text = labels.get(ITEM_LABEL)
-    key = str(task) if item_text is None else f"{task}/{item_text}"
-    item = None if item_text is None else (int(item_text) if str(item_text).isdigit() else -1)
-    code = unit_code(status, task, item)
-    detail = status.tasks.get(key)
-    current = detail.attempt if detail is not None else 1
-    return not (code in IN_FLIGHT_TASK_STATES and current == int(attempt))
+    return _current_code(pod, task_index, status) not in IN_FLIGHT_TASK_STATES
+
+
+def succeeded_attempt(pod: Mapping[str, Any], task_index: Mapping[str, int], status: DagRunStatus) -> bool:
+    """Whether ``pod`` ran the attempt ``status`` records as its task's success, and ended so."""
+    return pod_succeeded(pod) and _current_code(pod, task_index, status) == TaskState.SUCCEEDED.value
 
 
 def pod_run_uid(pod: Mapping[str, Any]) -> str:

@@ -50,8 +50,10 @@ from leoflow.controller.cleanup import (
     has_result_finalizer,
     pod_failed,
     pod_run_uid,
+    pod_succeeded,
     release_orphan,
     result_recorded,
+    succeeded_attempt,
 )
 from leoflow.controller.kube.errors import ApiError, NotLeader
 from leoflow.controller.kube.informer import EventType, Informer
@@ -275,6 +277,10 @@ class RunReconciler:
         name = str(meta.get("name", ""))
         key = run_key(str(meta.get("namespace", "")), str(run))
         settled = settled_pod_event(kind, new, released=(name, "release") in self._chores_done)
+        if settled and new is not None and pod_succeeded(new) and self.settings.cleanup.delete_succeeded:
+            # No later transition of its run will look at it: a run that is over must, to delete it.
+            run_obj = self.freshest_run(key) or {}
+            settled = (run_obj.get("status") or {}).get("phase") not in TERMINAL_RUN_PHASES
         if kind is EventType.DELETED:
             names = self._run_pods.get(key)
             if names is not None:
@@ -364,7 +370,8 @@ class RunReconciler:
             log.warning("cannot read DAGRun", extra={"run": key, "error": str(exc)})
             return
         if view.status.phase in TERMINAL_RUN_PHASES and view.retry_generation <= _retried(view.status):
-            self._settle_pods(key, None, view.status)
+            cached = self._definitions.get((view.namespace, view.status.definitionHash or ""))
+            self._settle_pods(key, cached, view.status)
             self._reports.pop(key, None)
             self._finished_marks.pop(key, None)
             return
@@ -952,13 +959,22 @@ class RunReconciler:
 
     def _settle_pods(self, key: str, dag: DagSpec | None, status: DagRunStatus) -> None:
         """Drops the result finalizer from pods the stored status no longer needs, then applies
-        the cleanup policy to failed pods."""
+        the cleanup policy: a succeeded attempt's pod that ended after its run did (the agent's
+        Finished comes before the kubelet's word) is deleted here, failed pods after their TTL."""
         namespace, _ = split_key(key)
         now = self.clock()
         index = dag.task_index() if dag is not None else {}
         for pod in self.run_pods(key):
             meta = pod.get("metadata") or {}
             name = str(meta.get("name", ""))
+            if (
+                self.settings.cleanup.delete_succeeded
+                and dag is not None
+                and not meta.get("deletionTimestamp")
+                and succeeded_attempt(pod, index, status)
+            ):
+                done = DeletePod(name, "task succeeded")
+                self._pod_chore(key, name, "delete", partial(self._delete, namespace, done))
             if has_result_finalizer(pod):
                 if dag is None or result_recorded(pod, index, status):
                     self._pod_chore(

@@ -14,6 +14,7 @@ from leoflow.controller.cleanup import (
     failed_pod_expiry,
     parse_policy,
     result_recorded,
+    succeeded_attempt,
     without_result_finalizer,
 )
 from leoflow.controller.reconcile import in_flight_units, status_body
@@ -55,6 +56,17 @@ def test_a_superseded_attempt_is_released_while_the_retry_runs() -> None:
 def test_every_pod_of_a_finished_run_is_released() -> None:
     status = DagRunStatus(phase=RunPhase.CANCELLED, taskStates="r..")
     assert result_recorded(pod("a", 1), INDEX, status)
+
+
+def test_only_the_pod_of_a_recorded_success_that_ended_succeeded_is_a_succeeded_attempt() -> None:
+    status = DagRunStatus(
+        phase=RunPhase.SUCCEEDED, taskStates="SFS", items={"2": "SS"}, tasks={"0": TaskDetail(attempt=2)}
+    )
+    assert succeeded_attempt(pod("a", 2, phase="Succeeded"), INDEX, status)
+    assert succeeded_attempt(pod("c", 1, item=1, phase="Succeeded"), INDEX, status)
+    assert not succeeded_attempt(pod("a", 1, phase="Succeeded"), INDEX, status), "a superseded attempt"
+    assert not succeeded_attempt(pod("a", 2, phase="Running"), INDEX, status), "not ended yet"
+    assert not succeeded_attempt(pod("b", 1, phase="Succeeded"), INDEX, status), "its task failed"
 
 
 def test_policies_parse_and_bad_ones_say_what_is_accepted() -> None:
