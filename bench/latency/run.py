@@ -16,7 +16,8 @@ waves, which measures how fast the API server drains a burst), twice:
   its upstream ends, and the generator's agent waits in ``WaitStart`` as the real one does. Measured
   from ``Finished`` sent to the downstream's ``WaitStart`` answer received: no pod create lies
   between two tasks, so this is the transition a user gets when the pod is there. KWOK ends a pod
-  two task durations plus the lag after it started (a prepared pod waits about one task first).
+  three task durations plus the lag after it started: a prepared pod waits about one task before
+  its own, and KWOK ending it before the agent's ``Finished`` would complete a task that never ran.
 * **pod** (the pod-status path, no agent): the controller runs without an agent server and KWOK
   completes each pod after TASK_SECONDS. Measured from the pod's terminal (Succeeded) watch event
   to the downstream pod's appearance, both in the generator's watch. Goal: p99 <= 150 ms.
@@ -353,7 +354,7 @@ async def phase(
     log = Path(state.home) / f"latency-{path}-controller.log"
     if path in ("agent", "prestart"):
         agent_port = free_port()
-        lifetime = int(task_seconds * 1000) * (2 if prestart else 1) + EXIT_LAG_MS
+        lifetime = int(task_seconds * 1000) * (3 if prestart else 1) + EXIT_LAG_MS
         extra = [
             "--agent-address", f"127.0.0.1:{agent_port}", "--agent-insecure",
             "--pod-annotation", f"kwok.leoflow.io/succeed-after={lifetime}ms",

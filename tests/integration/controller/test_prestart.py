@@ -88,3 +88,21 @@ async def test_upstream_failure_cancels_the_waiting_agent_and_deletes_its_pod(ha
     assert done["status"]["taskStates"] == "FU"
     remaining = [p for p in await harness.pods("r1") if p["metadata"]["labels"]["leoflow.io/task"] == "load"]
     assert not remaining or remaining[0]["metadata"].get("deletionTimestamp"), remaining
+
+
+async def test_prepared_pod_is_released_by_the_controller_that_replaced_a_killed_one(
+    harness: Harness,
+) -> None:
+    _, extract, load = await _prepared(harness)
+    await harness.kill()
+    controller = await harness.start(
+        plan=PlanSettings(prestart=True), cleanup=CleanupPolicy(delete_succeeded=False)
+    )
+    sink = RunReportSink(controller.reconciler, release_recheck=0.2)
+    waiting = asyncio.ensure_future(sink.wait_start(_identity(load)))
+    await asyncio.sleep(1.0)
+    assert not waiting.done(), "the new controller holds it too"
+    await sink.report(AgentReport(_identity(extract), "finished", datetime.now(UTC), exit_code=0))
+    await asyncio.wait_for(waiting, 10)
+    pods = [p for p in await harness.pods("r1") if p["metadata"]["labels"]["leoflow.io/task"] == "load"]
+    assert [p["metadata"]["uid"] for p in pods] == [load["metadata"]["uid"]], "adopted, not created again"
