@@ -86,6 +86,8 @@ class RunReportSink:
                     outputs_error=report.outputs_error,
                 ),
             )
+            if exit_code == 0 and item is None and not (report.agent_error or report.outputs_error):
+                self.reconciler.release_on_success(key, task, attempt)
 
     async def wait_start(self, identity: AgentIdentity) -> None:
         """Returns when the attempt may start: at once for a scheduled one (one the status does

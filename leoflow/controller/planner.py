@@ -835,6 +835,31 @@ class _Work:
         return out
 
 
+def released_by_success(dag: DagSpec, run: RunView, task: int) -> list[str]:
+    """The prepared pods that ``task``'s success lets start, by the same rule the next plan
+    applies: every other upstream of theirs has already succeeded (all_success is the only
+    trigger a prestart task has). The agent sink opens their gates as the Finished arrives, so a
+    release does not wait for its run's reconcile; that plan then records it."""
+    status = run.status
+    if (
+        run.cancel_requested
+        or status.phase in TERMINAL_RUN_PHASES
+        or len(status.taskStates) != len(dag.tasks)
+    ):
+        return []
+    out = []
+    for down in dag.tasks[task].downstreams:
+        spec = dag.tasks[down]
+        if not spec.prestart or status.taskStates[down] != TaskState.PREPARED.value:
+            continue
+        others = [u for u in spec.upstreams if u != task]
+        if all(status.taskStates[u] == TaskState.SUCCEEDED.value for u in others):
+            detail = status.tasks.get(detail_key(down, None))
+            attempt = detail.attempt if detail is not None else 1
+            out.append(attempt_pod_name(run.name, AttemptKey(run.uid, spec.name, None, attempt)))
+    return out
+
+
 def _codes(text: str, where: str) -> list[TaskState]:
     try:
         return [TaskState(c) for c in text]
@@ -880,4 +905,4 @@ def _parse(value: str | None) -> datetime | None:
         return None
 
 
-__all__ = ["PlanError", "PlanSettings", "RunView", "detail_key", "plan"]
+__all__ = ["PlanError", "PlanSettings", "RunView", "detail_key", "plan", "released_by_success"]

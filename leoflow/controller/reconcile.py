@@ -70,7 +70,7 @@ from leoflow.controller.observations import (
     SensorFinished,
     SensorProgress,
 )
-from leoflow.controller.planner import PlanError, PlanSettings, RunView, detail_key, plan
+from leoflow.controller.planner import PlanError, PlanSettings, RunView, detail_key, plan, released_by_success
 from leoflow.controller.podnames import RUN_LABEL, AttemptKey, is_same_attempt
 from leoflow.controller.podobserve import observe_pod
 from leoflow.controller.podspec import PodSpecError
@@ -706,10 +706,33 @@ class RunReconciler:
         _raise_failures(results, "pod create(s)")
 
     def _release(self, view: RunView, action: ReleasePod, mark: tuple[float, str] | None) -> None:
-        self.gates.open(view.namespace, action.name)
-        if mark is not None:
+        self._open_gate(view.namespace, action.name, mark)
+
+    def _open_gate(self, namespace: str, pod: str, mark: tuple[float, str] | None) -> None:
+        if self.gates.open(namespace, pod) and mark is not None:
             self.metrics.task_released(mark[1], time.perf_counter() - mark[0])
-        log.debug("released prepared pod", extra={"pod": action.name, "attempt": action.attempt})
+            log.debug("released prepared pod", extra={"pod": pod})
+
+    def release_on_success(self, key: str, task: int, attempt: int) -> None:
+        """The agent sink's fast release: ``task`` (not a fan-out item) reported success, so the
+        prepared pods it was the last upstream of may start now, before the reconcile that
+        records it. Nothing happens when anything is unsure: that reconcile releases them."""
+        obj = self.freshest_run(key)
+        if obj is None:
+            return
+        try:
+            view = run_view(obj, self.settings.run_defaults)
+        except RunViewError:
+            return
+        dag = self._definitions.get((view.namespace, view.status.definitionHash or ""))
+        interrupted = any(
+            isinstance(r, AgentTerminating) and (r.task, r.item, r.attempt) == (task, None, attempt)
+            for r in self._reports.get(key, ())
+        )
+        if dag is None or interrupted:
+            return
+        for pod in released_by_success(dag, view, task):
+            self._open_gate(view.namespace, pod, self._finished_marks.get(key))
 
     def _chore_pending(self, pod: str, kind: str) -> bool:
         """Whether that call for that pod is in flight or has succeeded."""

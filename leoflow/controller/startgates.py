@@ -1,9 +1,10 @@
 """Where prepared pods' agents wait for the go: one gate per pod, opened by the planner's release.
 
 A ``prestart`` task's pod is created while its upstreams run; its agent calls ``WaitStart`` and
-the agent server parks the call here. When the planner releases the attempt (its upstreams
-succeeded), the reconciler opens the gate before the status write that records the release is
-even sent, so the command starts one in-memory hop after the upstream's ``Finished`` arrived.
+the agent server parks the call here. The agent sink opens the gate as the last upstream's
+successful ``Finished`` arrives (``planner.released_by_success``), and the planner's release
+opens it again, for the releases only a plan sees (a pod watch's success, a restart); either way
+the command starts without waiting for an API call.
 
 An agent can arrive just after its gate opened and before the status says so (the write is in
 flight); recently opened gates are remembered for a while for that reason. Everything else (an
@@ -28,16 +29,18 @@ class StartGates:
         self._waiting: dict[tuple[str, str], asyncio.Event] = {}
         self._opened: dict[tuple[str, str], float] = {}
 
-    def open(self, namespace: str, pod: str) -> None:
-        """Lets the agent of ``namespace/pod`` start, whether it is waiting yet or not."""
+    def open(self, namespace: str, pod: str) -> bool:
+        """Lets the agent of ``namespace/pod`` start, whether it is waiting yet or not; False when
+        the gate was open already (the sink opened it on the upstream's Finished)."""
         now = self._clock()
         self._forget_before(now - REMEMBER_SECONDS)
         slot = (namespace, pod)
-        self._opened.pop(slot, None)
+        opened_before = self._opened.pop(slot, None) is not None
         self._opened[slot] = now
         event = self._waiting.get(slot)
         if event is not None:
             event.set()
+        return not opened_before
 
     async def wait(self, namespace: str, pod: str, recheck: float) -> bool:
         """True once the gate is open; False after ``recheck`` seconds, for the caller to read the

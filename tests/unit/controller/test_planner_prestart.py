@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from leoflow.controller.actions import CreatePod, DeletePod, ReleasePod
-from leoflow.controller.planner import PlanSettings
+from leoflow.controller.planner import PlanSettings, released_by_success
 from leoflow.controller.podspec import WAIT_START_ENV
 from leoflow.controller.podstatus import FailureReason, PodPhase
 from leoflow.spec.resources import TaskState
@@ -148,3 +148,21 @@ def test_a_capped_run_creates_nothing_ahead() -> None:
     sim.step()
     sim.step(sim.started("extract"))
     assert sim.creates() == []
+
+
+def test_a_success_names_the_prepared_pods_it_was_the_last_upstream_of() -> None:
+    sim = running_extract(Sim.start(dag(CHAIN, prestart=frozenset({"transform"})), AHEAD))
+    extract = sim.index("extract")
+    assert released_by_success(sim.dag, sim.run, extract) == [sim.pod_name("transform", 1)]
+    assert released_by_success(sim.dag, replace(sim.run, cancel_requested=True), extract) == []
+
+
+def test_a_success_releases_nothing_while_another_upstream_still_runs() -> None:
+    fan_in = {"a": [], "b": [], "join": ["a", "b"]}
+    sim = Sim.start(dag(fan_in, prestart=frozenset({"join"})), AHEAD)
+    sim.step()
+    sim.step(sim.started("a"), sim.started("b"))
+    assert sim.run.status.taskStates == "rrp"
+    assert released_by_success(sim.dag, sim.run, sim.index("a")) == []
+    sim.step(sim.finished("a"))
+    assert released_by_success(sim.dag, sim.run, sim.index("b")) == [sim.pod_name("join", 1)]

@@ -15,8 +15,9 @@ async def test_waiting_agent_is_let_go_when_its_gate_opens() -> None:
     gates.open("ns", "pod-b")
     await asyncio.sleep(0)
     assert not waiting.done(), "another pod's gate"
-    gates.open("ns", "pod-a")
+    assert gates.open("ns", "pod-a") is True
     assert await asyncio.wait_for(waiting, 1) is True
+    assert gates.open("ns", "pod-a") is False, "opened already: the planner's release after the sink's"
     assert gates.waiting() == 0
 
 
