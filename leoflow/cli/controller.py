@@ -72,6 +72,15 @@ def register(subparsers: Any) -> None:
         f"node has not been Ready this long (default {ClassifySettings.node_lost_grace:g})",
     )
     add(
+        "--quota-wait",
+        type=float,
+        default=ReconcileSettings.quota_wait,
+        metavar="SECONDS",
+        help="how long a task pod an exceeded ResourceQuota refuses waits for room, its create "
+        "sent again with backoff, before the attempt fails as ExceededQuota "
+        f"(default {ReconcileSettings.quota_wait:g})",
+    )
+    add(
         "--sensor-http-per-host",
         type=int,
         default=HttpOptions.per_host_limit,
@@ -177,6 +186,10 @@ def controller_settings(args: argparse.Namespace) -> ControllerSettings:
         raise CommandError("--workers must be at least 1", EXIT_USAGE)
     if args.node_lost_grace < 0:
         raise CommandError("--node-lost-grace must not be negative", EXIT_USAGE)
+    if not (math.isfinite(args.quota_wait) and args.quota_wait >= 0):
+        raise CommandError(
+            f"--quota-wait must be a number of seconds >= 0, got {args.quota_wait:g}", EXIT_USAGE
+        )
     sensors = _sensor_options(args)
     annotations = _annotations(args.pod_annotation)
     return ControllerSettings(
@@ -189,6 +202,7 @@ def controller_settings(args: argparse.Namespace) -> ControllerSettings:
             cleanup=cleanup,
             pod_annotations=(lambda _pod: annotations) if annotations else None,
             classify=ClassifySettings(node_lost_grace=args.node_lost_grace),
+            quota_wait=args.quota_wait,
             # Prepared pods wait for a release only an agent server can deliver.
             plan=PlanSettings(prestart=not args.no_agent_server),
         ),

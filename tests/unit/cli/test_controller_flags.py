@@ -9,7 +9,7 @@ import pytest
 from kubernetes_asyncio.client import ApiClient, Configuration
 from prometheus_client import CollectorRegistry
 
-from leoflow.cli import EXIT_USAGE, build_parser, main
+from leoflow.cli import EXIT_USAGE, CommandError, build_parser, main
 from leoflow.cli.controller import controller_settings
 from leoflow.controller.app import Controller, ControllerSettings
 from leoflow.controller.sensors.engine import EngineOptions
@@ -30,6 +30,13 @@ def test_sensor_settings_default_to_the_engine_defaults() -> None:
 def test_pods_are_created_ahead_only_with_an_agent_server_to_release_them() -> None:
     assert settings_for().reconcile.plan.prestart is True
     assert settings_for("--no-agent-server").reconcile.plan.prestart is False
+
+
+def test_quota_wait_reaches_the_reconciler_and_a_bad_one_names_the_flag() -> None:
+    assert settings_for("--quota-wait=30").reconcile.quota_wait == 30.0
+    assert settings_for().reconcile.quota_wait == 600.0
+    with pytest.raises(CommandError, match="--quota-wait must be a number of seconds >= 0, got -1"):
+        settings_for("--quota-wait=-1")
 
 
 def test_sensor_flags_reach_the_settings() -> None:
