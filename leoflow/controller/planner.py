@@ -210,9 +210,7 @@ class _Work:
         return self.dag.tasks[task].name if item is None else f"{self.dag.tasks[task].name}[{item}]"
 
     def pod_name(self, unit: Unit, attempt: int) -> str:
-        task, item = unit
-        key = AttemptKey(self.run.uid, self.dag.tasks[task].name, item, attempt)
-        return attempt_pod_name(self.run.name, key)
+        return _unit_pod_name(self.dag, self.run, unit, attempt)
 
     def units(self) -> list[Unit]:
         out: list[Unit] = []
@@ -540,11 +538,7 @@ class _Work:
                 upstreams = [self.codes[u] for u in task.upstreams]
                 decision = decide(task.trigger, upstreams)
                 if decision in (Decision.UPSTREAM_FAILED, Decision.SKIP):
-                    final = (
-                        TaskState.UPSTREAM_FAILED
-                        if decision is Decision.UPSTREAM_FAILED
-                        else TaskState.SKIPPED
-                    )
+                    final = _never_runs(decision)
                     self.codes[task_index] = final
                     if task_index in self.items:
                         row = self.items[task_index]
@@ -599,7 +593,7 @@ class _Work:
         elif decision in (Decision.UPSTREAM_FAILED, Decision.SKIP):
             if code is TaskState.PREPARED:
                 self._stop_attempt(unit, "its upstreams did not succeed")
-            final = TaskState.UPSTREAM_FAILED if decision is Decision.UPSTREAM_FAILED else TaskState.SKIPPED
+            final = _never_runs(decision)
             self.set_code(unit, final)
             self.set_detail(unit, pod=None, finishTime=_iso(self.now))
         elif code is TaskState.RETRY_WAIT and self._may_prepare(task_index):
@@ -837,9 +831,9 @@ class _Work:
 
 def released_by_success(dag: DagSpec, run: RunView, task: int) -> list[str]:
     """The prepared pods that ``task``'s success lets start, by the same rule the next plan
-    applies: every other upstream of theirs has already succeeded (all_success is the only
-    trigger a prestart task has). The agent sink opens their gates as the Finished arrives, so a
-    release does not wait for its run's reconcile; that plan then records it."""
+    applies: their trigger rule decides to run with ``task`` counted as succeeded. The agent sink
+    opens their gates as the Finished arrives, so a release does not wait for its run's
+    reconcile; that plan then records it. A status it cannot read releases nothing."""
     status = run.status
     if (
         run.cancel_requested
@@ -847,17 +841,31 @@ def released_by_success(dag: DagSpec, run: RunView, task: int) -> list[str]:
         or len(status.taskStates) != len(dag.tasks)
     ):
         return []
+    try:
+        codes = _codes(status.taskStates, "status.taskStates")
+    except PlanError:
+        return []
+    codes[task] = TaskState.SUCCEEDED
     out = []
     for down in dag.tasks[task].downstreams:
         spec = dag.tasks[down]
-        if not spec.prestart or status.taskStates[down] != TaskState.PREPARED.value:
+        if codes[down] is not TaskState.PREPARED:
             continue
-        others = [u for u in spec.upstreams if u != task]
-        if all(status.taskStates[u] == TaskState.SUCCEEDED.value for u in others):
+        if decide(spec.trigger, [codes[u] for u in spec.upstreams]) is Decision.RUN:
             detail = status.tasks.get(detail_key(down, None))
             attempt = detail.attempt if detail is not None else 1
-            out.append(attempt_pod_name(run.name, AttemptKey(run.uid, spec.name, None, attempt)))
+            out.append(_unit_pod_name(dag, run, (down, None), attempt))
     return out
+
+
+def _unit_pod_name(dag: DagSpec, run: RunView, unit: Unit, attempt: int) -> str:
+    task, item = unit
+    return attempt_pod_name(run.name, AttemptKey(run.uid, dag.tasks[task].name, item, attempt))
+
+
+def _never_runs(decision: Decision) -> TaskState:
+    """The final state of a task whose trigger rule can no longer hold."""
+    return TaskState.UPSTREAM_FAILED if decision is Decision.UPSTREAM_FAILED else TaskState.SKIPPED
 
 
 def _codes(text: str, where: str) -> list[TaskState]:

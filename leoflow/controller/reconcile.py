@@ -173,13 +173,12 @@ def status_body(status: DagRunStatus) -> dict[str, Any]:
 
 def in_flight_units(status: DagRunStatus) -> list[tuple[int, int | None]]:
     """Tasks and fan-out items whose current attempt has (or should have) a pod."""
-    active = {state.value for state in IN_FLIGHT_TASK_STATES}
     units: list[tuple[int, int | None]] = []
     for task, code in enumerate(status.taskStates):
         row = status.items.get(str(task))
         if row is not None:
-            units.extend((task, item) for item, c in enumerate(row) if c in active)
-        elif code in active:
+            units.extend((task, item) for item, c in enumerate(row) if c in IN_FLIGHT_TASK_STATES)
+        elif code in IN_FLIGHT_TASK_STATES:
             units.append((task, None))
     return units
 
@@ -394,7 +393,7 @@ class RunReconciler:
             if isinstance(action, ReleasePod):
                 # Before the status write: the agent is waiting, and a crash before the write
                 # lands only means the next controller releases the same attempt again.
-                self._release(view, action, mark)
+                self._open_gate(view.namespace, action.name, mark)
         # Pods are created together with the status write, not after it: the next task starts one
         # API round trip sooner. Deterministic names make a create whose status write then fails
         # harmless: the next plan starts that attempt again and adopts the pod, or deletes it.
@@ -696,7 +695,7 @@ class RunReconciler:
                 delay = (action.at - self.clock()).total_seconds()
                 self.queue.add_after(key, max(delay, 0.0))
             elif isinstance(action, ReleasePod):
-                self._release(view, action, None)
+                self._open_gate(view.namespace, action.name, None)
         for delete in deletes:
             self._pod_chore(key, delete.name, "delete", partial(self._delete, view.namespace, delete))
         results = await asyncio.gather(
@@ -704,9 +703,6 @@ class RunReconciler:
             return_exceptions=True,
         )
         _raise_failures(results, "pod create(s)")
-
-    def _release(self, view: RunView, action: ReleasePod, mark: tuple[float, str] | None) -> None:
-        self._open_gate(view.namespace, action.name, mark)
 
     def _open_gate(self, namespace: str, pod: str, mark: tuple[float, str] | None) -> None:
         if self.gates.open(namespace, pod) and mark is not None:

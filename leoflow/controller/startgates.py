@@ -60,7 +60,7 @@ class StartGates:
                 del self._waiting[slot]
 
     def waiting(self) -> int:
-        """Agents parked right now (a gauge's worth)."""
+        """Agents parked right now (a waiter that gave up or was let go is no longer counted)."""
         return len(self._waiting)
 
     def _forget_before(self, moment: float) -> None:
