@@ -369,8 +369,7 @@ class RunReconciler:
             log.warning("cannot read DAGRun", extra={"run": key, "error": str(exc)})
             return
         if view.status.phase in TERMINAL_RUN_PHASES and view.retry_generation <= _retried(view.status):
-            cached = self._definitions.get((view.namespace, view.status.definitionHash or ""))
-            self._settle_pods(key, cached, view.status)
+            self._settle_pods(key, await self._definition_to_settle(key, view), view.status)
             self._reports.pop(key, None)
             self._finished_marks.pop(key, None)
             return
@@ -975,6 +974,19 @@ class RunReconciler:
             self.metrics.run_finished(after.phase.value, (end - start).total_seconds())
 
     # -- pods whose result is recorded ----------------------------------------------------------
+
+    async def _definition_to_settle(self, key: str, view: RunView) -> DagSpec | None:
+        """The definition a terminal run's pods are judged by. Read from its snapshot only when a
+        succeeded pod may need deleting: a restarted controller's cache is empty, and the many
+        finished runs of a resync would otherwise each cost a read."""
+        hash_ = view.status.definitionHash or ""
+        cached = self._definitions.get((view.namespace, hash_))
+        if cached is not None or not hash_ or not self.settings.cleanup.delete_succeeded:
+            return cached
+        pods = self.run_pods(key)
+        if not any(pod_succeeded(p) and not (p.get("metadata") or {}).get("deletionTimestamp") for p in pods):
+            return None
+        return await self.definition_for(view.namespace, view.dag, hash_)
 
     def _settle_pods(self, key: str, dag: DagSpec | None, status: DagRunStatus) -> None:
         """Drops the result finalizer from pods the stored status no longer needs, then applies

@@ -130,6 +130,26 @@ async def test_last_tasks_pod_ending_after_its_run_succeeded_is_still_deleted(ha
     await harness.wait_until_no_pods("r1", within=30)
 
 
+async def test_a_pod_ending_after_its_run_is_deleted_by_a_controller_restarted_in_between(
+    harness: Harness,
+) -> None:
+    # The restarted controller has never read the run's definition: it reads it for the cleanup.
+    await harness.apply_dag(dag_yaml("late", "  only: {command: [only]}\n"))
+    harness.script.tasks = {"only": {"kwok.leoflow.io/succeed-after": "6s"}}
+    controller = await harness.start()
+    await harness.create_run("r1", "late")
+    await harness.wait_run("r1", lambda o: (o.get("status") or {}).get("taskStates") == "r")
+    [pod] = await harness.pods("r1")
+    await RunReportSink(controller.reconciler).report(
+        AgentReport(_identity(pod), "finished", datetime.now(UTC), exit_code=0)
+    )
+    await harness.wait_phase("r1", "Succeeded", within=10)
+    await harness.kill()
+    await harness.start()
+    assert await harness.pods("r1"), "the pod outlives its run and the first controller"
+    await harness.wait_until_no_pods("r1", within=30)
+
+
 async def test_report_for_a_superseded_attempt_is_refused_as_stale(harness: Harness) -> None:
     await harness.apply_dag(
         dag_yaml("stale", "  flaky: {command: [flaky]}\n", defaults="retries: 1, retryDelay: 0s")
