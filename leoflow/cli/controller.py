@@ -9,6 +9,9 @@ The agent server's certificate may not exist yet when the controller starts (a p
 the kubelet projects it into the pod up to a minute later). Then the controller runs without the
 agent server, logging that it waits: agents fall back to the termination message and results
 arrive through the pod watch, until the files appear and the server starts.
+
+Inside a pod (``POD_NAMESPACE`` and ``POD_NAME`` set, as the manifests do) the leader labels its
+pod ``leoflow.io/leader=true``: the agents' Service selects it (leoflow/controller/leaderpod.py).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from leoflow.controller.app import Controller, ControllerSettings, default_ident
 from leoflow.controller.cleanup import PolicyError, parse_policy
 from leoflow.controller.health import start_health_server
 from leoflow.controller.kube.transport import pin_environment
+from leoflow.controller.leaderpod import own_pod_from_environment
 from leoflow.controller.planner import PlanSettings
 from leoflow.controller.podstatus import ClassifySettings
 from leoflow.controller.reconcile import ReconcileSettings
@@ -210,6 +214,7 @@ def controller_settings(args: argparse.Namespace) -> ControllerSettings:
         sensor_progress_period=args.sensor_progress_period,
         sensor_progress_batch=args.sensor_progress_batch,
         agent_ca_file=Path(args.agent_ca_file) if args.agent_ca_file else None,
+        own_pod=own_pod_from_environment(),
     )
 
 

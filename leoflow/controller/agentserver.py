@@ -11,7 +11,8 @@ waiting for the kubelet, the pod watch or a resync. The server only translates a
   identity claims (UNAUTHENTICATED, PERMISSION_DENIED), so a pod cannot report for another;
 * the sink's verdict becomes the status the agent acts on: OK is the acknowledgement,
   FAILED_PRECONDITION (a fenced, stale attempt) and NOT_FOUND (an unknown pod) make the agent give
-  up, UNAVAILABLE (the sink or the API server is not able to answer now) makes it retry.
+  up, UNAVAILABLE (the sink or the API server is not able to answer now) makes it retry, and
+  UNAVAILABLE with the ``leoflow-reconnect`` trailer (a standby replica) makes it dial again first.
 
 No input ends the server: every failure is a status for that call alone. See docs/agent-server.md.
 """
@@ -92,6 +93,15 @@ class StaleAttempt(Exception):
 
 class UnknownPod(Exception):
     """Raised by the sink: no such Leoflow pod (or its uid differs). The agent stops retrying."""
+
+
+class NotLeading(Exception):
+    """Raised by the sink: this replica does not run the engine. The answer is UNAVAILABLE with
+    the trailer ``leoflow-reconnect: not-leader``, and the agent dials again before it retries, so
+    the Service (which selects the leader's pod) routes the new connection to the leader."""
+
+
+RECONNECT_TRAILER = "leoflow-reconnect"
 
 
 class ReportSink(Protocol):
@@ -286,11 +296,18 @@ _WAIT_START = _Method(
 
 
 class _Refusal(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str, result: str = "rejected") -> None:
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        result: str = "rejected",
+        trailer: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.result = result
+        self.trailer = trailer
 
 
 Context = grpc.aio.ServicerContext[bytes, bytes]
@@ -427,7 +444,7 @@ class AgentServer:
                     **call.fields(),
                 },
             )
-            await context.abort(refusal.code, refusal.message)
+            await context.abort(refusal.code, refusal.message, refusal.trailer)
         except asyncio.CancelledError:
             # The agent's deadline passed (or it hung up) before an answer: it retries, and nothing
             # else would say where the time went.
@@ -472,6 +489,13 @@ class AgentServer:
             raise _Refusal(grpc.StatusCode.FAILED_PRECONDITION, str(exc) or "stale attempt", "stale") from exc
         except UnknownPod as exc:
             raise _Refusal(grpc.StatusCode.NOT_FOUND, str(exc) or "unknown pod") from exc
+        except NotLeading as exc:
+            raise _Refusal(
+                grpc.StatusCode.UNAVAILABLE,
+                str(exc) or "this controller replica is not the leader; reconnect",
+                "redirected",
+                ((RECONNECT_TRAILER, "not-leader"),),
+            ) from exc
         except Exception as exc:
             # A sink that cannot record now (not the leader yet, shutting down, a bug): the agent
             # retries within its --finish-timeout, and the pod watch is the fallback.

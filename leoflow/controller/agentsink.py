@@ -6,7 +6,8 @@ of the run's pinned definition, fences stale attempts (the run status must still
 attempt in flight) and buffers the observation in the reconciler until the run status records the
 attempt's outcome, queueing the run so the downstream pods are created without waiting for the
 pod watch. Reports buffered in memory are lost if the controller dies: the agent's termination
-message and the pod watch then carry the same result.
+message and the pod watch then carry the same result. Only the leader takes reports: a standby
+refuses them with ``NotLeading``, which sends the agent to the leader (``leaderpod``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from leoflow.controller.agentserver import AgentIdentity, AgentReport, StaleAttempt, UnknownPod
+from leoflow.controller.agentserver import AgentIdentity, AgentReport, NotLeading, StaleAttempt, UnknownPod
 from leoflow.controller.cleanup import unit_code
 from leoflow.controller.kube.transport import PODS
 from leoflow.controller.observations import AgentFinished, AgentStarted, AgentTerminating
@@ -61,6 +62,10 @@ class RunReportSink:
         self.release_recheck = release_recheck
 
     async def report(self, report: AgentReport) -> None:
+        leading = self.reconciler.writer.is_leader
+        if leading is not None and not leading():
+            # Buffered here the report would wait for a reconcile that never runs on this replica.
+            raise NotLeading(f"controller replica is not the leader; {report.kind} must reach the leader")
         key, task, item, attempt = await self._resolve(report.identity)
         if report.kind == "started":
             self.reconciler.add_report(key, AgentStarted(task, item, attempt, report.at))
@@ -92,7 +97,9 @@ class RunReportSink:
     async def wait_start(self, identity: AgentIdentity) -> None:
         """Returns when the attempt may start: at once for a scheduled one (one the status does
         not record yet is waited for, as for any report), at its release for a prepared one.
-        Raises StaleAttempt for an attempt no longer wanted: the agent is told to cancel."""
+        Raises StaleAttempt for an attempt no longer wanted: the agent is told to cancel.
+        A standby answers too: the run status it reads from its warm cache decides, only its
+        gates are never opened early (the leader's sink opens those)."""
         labels = await self._labels(identity)
         key, task, item, _ = await self._recorded(identity, labels)
         while self._prepared(key, task, item):

@@ -3,7 +3,8 @@
 One kubernetes_asyncio client and one ``Transport`` serve everything. Informers for DAGs, DAGRuns
 and Leoflow pods (``app.kubernetes.io/managed-by=leoflow``) keep caches warm on every replica; their
 handlers only enqueue a run key. Only the Lease holder runs the workers, the cron loop and the
-sweeper, and its writer refuses to write once the Lease is lost. Workers take keys from the
+sweeper, and its writer refuses to write once the Lease is lost; the leader's pod carries the label
+the agents' Service selects (``leaderpod``). Workers take keys from the
 ``WorkQueue`` (one reconcile per run at a time) and call :class:`RunReconciler`; a failed
 reconcile is retried with backoff. Level-triggered: becoming leader and every resync enqueue every
 run, so nothing depends on having seen a particular event.
@@ -31,6 +32,7 @@ from leoflow.controller.kube.informer import Informer, InformerOptions
 from leoflow.controller.kube.leader import LeaderElector, LeaseConfig
 from leoflow.controller.kube.transport import DAGRUNS, DAGS, PODS, Transport
 from leoflow.controller.kube.writer import Writer
+from leoflow.controller.leaderpod import LeaderPodLabel, PodRef
 from leoflow.controller.metrics import ControllerMetrics
 from leoflow.controller.nodes import NodeWatch
 from leoflow.controller.podnames import MANAGED_BY, MANAGED_BY_LABEL
@@ -75,6 +77,9 @@ class ControllerSettings:
     agent_ca_file: Path | None = None
     """The CA agents verify the controller with, copied into each task namespace as ConfigMap
     leoflow-ca before its first pod (None: copy nothing)."""
+    own_pod: PodRef | None = None
+    """The pod this replica runs in: labelled leoflow.io/leader=true while it leads, for the agents'
+    Service (None: outside a pod, nothing to label)."""
 
 
 class Controller:
@@ -146,6 +151,8 @@ class Controller:
         self.reconciler.nodes = self.nodes
         if self.settings.agent_ca_file is not None:
             self.reconciler.agent_ca = AgentCaDistribution(self.writer, self.settings.agent_ca_file)
+        own_pod = self.settings.own_pod
+        self.leader_label = LeaderPodLabel(self.transport, own_pod) if own_pod is not None else None
         self._failures: dict[str, int] = {}
         self._leading = asyncio.Event()
 
@@ -165,6 +172,9 @@ class Controller:
         # Not waited for: until it has listed, pods are judged without their node's readiness.
         self.nodes.informer.start()
         try:
+            if self.leader_label is not None:
+                # A restarted container keeps its pod's labels: no Service may route here before we lead.
+                await self.leader_label.clear()
             await _until(stop, asyncio.gather(*(i.wait_synced() for i in informers)))
             if stop.is_set():
                 return
@@ -218,6 +228,8 @@ class Controller:
             await asyncio.gather(*tasks, return_exceptions=True)
             # Waiting sensors stop with the leadership; the next leader resumes them from the status.
             await self.sensors.close()
+            if self.leader_label is not None:
+                await self.leader_label.clear()
 
     async def _worker(self, number: int) -> None:
         while True:
@@ -251,6 +263,9 @@ class Controller:
 
     async def _sweeper(self) -> None:
         while True:
+            if self.leader_label is not None:
+                # Every sweep, so a label lost to a failed patch or a hand edit comes back.
+                await self.leader_label.claim()
             try:
                 swept = await sweep_orphans(self.writer, pods=self.pods, runs=self.runs)
                 if swept:

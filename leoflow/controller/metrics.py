@@ -21,7 +21,7 @@ from leoflow.spec.resources import TERMINAL_RUN_PHASES
 
 TRANSITION_PATHS = ("agent", "pod")
 AGENT_REPORTS = ("wait_start", "started", "heartbeat", "terminating", "finished")
-REPORT_RESULTS = ("accepted", "stale", "rejected")
+REPORT_RESULTS = ("accepted", "stale", "rejected", "redirected")
 CREATE_RESULTS = ("created", "adopted", "failed")
 # The fast-path budget is 10 ms at p50 and 50 ms at p99: resolve the low end finely.
 TRANSITION_BUCKETS = (
@@ -94,7 +94,7 @@ class ControllerMetrics:
         )
         self.agent_reports = Counter(
             "leoflow_agent_reports",
-            "Agent reports by kind and result (stale: fenced attempt)",
+            "Agent reports by kind and result (stale: fenced attempt; redirected: sent to a standby)",
             ["kind", "result"],
             registry=registry,
         )

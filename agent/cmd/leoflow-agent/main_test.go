@@ -19,9 +19,12 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	agentv1 "leoflow.dev/agent/gen/leoflow/agent/v1"
+	"leoflow.dev/agent/internal/report"
 )
 
 // The test binary doubles as the agent: re-executed with this variable set, it runs agentMain.
@@ -235,6 +238,29 @@ type controller struct {
 	failCode     codes.Code
 	waitStarted  chan struct{}
 	decision     chan agentv1.WaitStartResponse_Decision
+	// firstConnectionIsStandby refuses every report on the first connection with the reconnect
+	// trailer, as a standby replica does; standby is that connection's client address.
+	firstConnectionIsStandby bool
+	standby                  string
+}
+
+// onStandby is the refusal of a standby replica, for calls on the connection that reached one.
+func (c *controller) onStandby(ctx context.Context) error {
+	if !c.firstConnectionIsStandby {
+		return nil
+	}
+	from, _ := peer.FromContext(ctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.standby == "" {
+		c.standby = from.Addr.String()
+	}
+	if from.Addr.String() != c.standby {
+		return nil
+	}
+	c.events = append(c.events, "refused by the standby")
+	_ = grpc.SetTrailer(ctx, metadata.Pairs(report.ReconnectTrailer, "not-leader"))
+	return status.Error(codes.Unavailable, "this controller replica is not the leader")
 }
 
 func (c *controller) record(event string) {
@@ -260,7 +286,10 @@ func (c *controller) WaitStart(ctx context.Context, _ *agentv1.WaitStartRequest)
 	}
 }
 
-func (c *controller) Started(_ context.Context, r *agentv1.StartedRequest) (*agentv1.StartedResponse, error) {
+func (c *controller) Started(ctx context.Context, r *agentv1.StartedRequest) (*agentv1.StartedResponse, error) {
+	if err := c.onStandby(ctx); err != nil {
+		return nil, err
+	}
 	c.record("Started " + r.GetIdentity().GetPodName() + " " + strings.Join(r.GetCommand(), " "))
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -277,7 +306,10 @@ func (c *controller) Terminating(_ context.Context, r *agentv1.TerminatingReques
 	return &agentv1.TerminatingResponse{}, nil
 }
 
-func (c *controller) Finished(_ context.Context, r *agentv1.FinishedRequest) (*agentv1.FinishedResponse, error) {
+func (c *controller) Finished(ctx context.Context, r *agentv1.FinishedRequest) (*agentv1.FinishedResponse, error) {
+	if err := c.onStandby(ctx); err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.events = append(c.events, "Finished "+strconv.Itoa(int(r.GetExitCode())))
@@ -340,6 +372,22 @@ func TestFinishedGivesUpWithinTheFinishTimeout(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "giving up") {
 		t.Fatalf("no give-up message: %s", stderr)
+	}
+}
+
+func TestAStandbysRefusalMakesTheAgentDialAgainAndReachTheLeader(t *testing.T) {
+	c := &controller{firstConnectionIsStandby: true}
+	addr := serve(t, c)
+	cmd, stderr, _ := reportingAgent(t, addr, "--", "sh", "-c", "exit 4")
+	if got := exitCode(t, cmd); got != 4 {
+		t.Fatalf("exit %d: %s", got, stderr)
+	}
+	want := []string{"refused by the standby", "Started p1 sh -c exit 4", "Finished 4"}
+	if got := c.Events(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+	if !strings.Contains(stderr.String(), "dialling again") {
+		t.Fatalf("no reconnect message: %s", stderr)
 	}
 }
 

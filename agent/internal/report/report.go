@@ -3,6 +3,10 @@
 // Reporting is never allowed to get in the way of the user's command: every call is bounded by
 // its context, transient failures (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED)
 // are retried with capped exponential backoff, and anything else ends the attempt at once.
+//
+// A controller replica that is not the leader answers with the trailer leoflow-reconnect. The
+// connection is then replaced before the retry: the Service in front of the controllers selects
+// the leader's pod, so only a new connection can reach it.
 package report
 
 import (
@@ -14,6 +18,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -21,6 +26,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	agentv1 "leoflow.dev/agent/gen/leoflow/agent/v1"
@@ -47,9 +53,16 @@ type Config struct {
 	Warn func(format string, args ...any)
 }
 
+// ReconnectTrailer is the trailer a controller replica sends when the agent must dial again.
+const ReconnectTrailer = "leoflow-reconnect"
+
 // Client reports to one controller.
 type Client struct {
-	cfg  Config
+	cfg   Config
+	creds credentials.TransportCredentials
+	// mu guards conn and svc: heartbeats run beside the other reports, and any of them may
+	// replace the connection.
+	mu   sync.Mutex
 	conn *grpc.ClientConn
 	svc  agentv1.AgentServiceClient
 }
@@ -69,22 +82,65 @@ func Dial(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(cfg.Addr,
-		grpc.WithTransportCredentials(creds),
-		grpc.WithUserAgent("leoflow-agent/"+cfg.Identity.GetAgentVersion()),
+	c := &Client{cfg: cfg, creds: creds}
+	if err := c.connect(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// connect replaces the connection; the caller holds mu, or is Dial.
+func (c *Client) connect() error {
+	conn, err := grpc.NewClient(c.cfg.Addr,
+		grpc.WithTransportCredentials(c.creds),
+		grpc.WithUserAgent("leoflow-agent/"+c.cfg.Identity.GetAgentVersion()),
 		// grpc's own reconnect backoff grows to 2 minutes by default; a controller that comes
 		// back must be reachable again within our own retry rhythm.
 		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: cfg.BackoffBase, Multiplier: 1.6, Jitter: 0.2, MaxDelay: cfg.BackoffMax},
-			MinConnectTimeout: cfg.RPCTimeout,
+			Backoff:           backoff.Config{BaseDelay: c.cfg.BackoffBase, Multiplier: 1.6, Jitter: 0.2, MaxDelay: c.cfg.BackoffMax},
+			MinConnectTimeout: c.cfg.RPCTimeout,
 		}),
+		grpc.WithChainUnaryInterceptor(c.reconnectWhenAsked),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("controller address %q: %w", cfg.Addr, err)
+		return fmt.Errorf("controller address %q: %w", c.cfg.Addr, err)
 	}
 	// Connect now, while the command starts, so the first report does not pay for the handshake.
 	conn.Connect()
-	return &Client{cfg: cfg, conn: conn, svc: agentv1.NewAgentServiceClient(conn)}, nil
+	c.conn, c.svc = conn, agentv1.NewAgentServiceClient(conn)
+	return nil
+}
+
+// reconnectWhenAsked replaces the connection a call was refused on with the reconnect trailer,
+// once: calls that were refused on it concurrently find it already replaced.
+func (c *Client) reconnectWhenAsked(ctx context.Context, method string, req, reply any,
+	cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption,
+) error {
+	var trailer metadata.MD
+	err := invoker(ctx, method, req, reply, cc, append(opts, grpc.Trailer(&trailer))...)
+	reason := trailer.Get(ReconnectTrailer)
+	if err == nil || len(reason) == 0 {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn != cc {
+		return err
+	}
+	c.cfg.Warn("controller asked for a new connection (%s); dialling again", reason[0])
+	if dialErr := c.connect(); dialErr != nil {
+		c.cfg.Warn("dialling the controller again: %v", dialErr)
+		return err
+	}
+	_ = cc.Close()
+	return err
+}
+
+// service is the client of the current connection.
+func (c *Client) service() agentv1.AgentServiceClient {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.svc
 }
 
 func transportCredentials(cfg Config) (credentials.TransportCredentials, error) {
@@ -107,7 +163,11 @@ func transportCredentials(cfg Config) (credentials.TransportCredentials, error) 
 }
 
 // Close releases the connection.
-func (c *Client) Close() error { return c.conn.Close() }
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn.Close()
+}
 
 // identity is the configured identity with a freshly read token.
 func (c *Client) identity() *agentv1.TaskIdentity {
@@ -137,7 +197,7 @@ func (c *Client) identity() *agentv1.TaskIdentity {
 func (c *Client) WaitStart(ctx context.Context) (*agentv1.WaitStartResponse, error) {
 	var resp *agentv1.WaitStartResponse
 	err := c.retry(ctx, "WaitStart", 0, func(ctx context.Context) error {
-		r, err := c.svc.WaitStart(ctx, &agentv1.WaitStartRequest{Identity: c.identity()})
+		r, err := c.service().WaitStart(ctx, &agentv1.WaitStartRequest{Identity: c.identity()})
 		if err == nil && r.GetDecision() == agentv1.WaitStartResponse_DECISION_UNSPECIFIED {
 			return status.Error(codes.Internal, "controller answered WaitStart without a decision")
 		}
@@ -150,7 +210,7 @@ func (c *Client) WaitStart(ctx context.Context) (*agentv1.WaitStartResponse, err
 // Started reports that the command is about to be executed.
 func (c *Client) Started(ctx context.Context, command []string, at time.Time) error {
 	return c.retry(ctx, "Started", c.cfg.RPCTimeout, func(ctx context.Context) error {
-		_, err := c.svc.Started(ctx, &agentv1.StartedRequest{
+		_, err := c.service().Started(ctx, &agentv1.StartedRequest{
 			Identity: c.identity(), Command: command, StartTimeUnixMs: at.UnixMilli(),
 		})
 		return err
@@ -161,14 +221,14 @@ func (c *Client) Started(ctx context.Context, command []string, at time.Time) er
 func (c *Client) Heartbeat(ctx context.Context, elapsed time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RPCTimeout)
 	defer cancel()
-	_, err := c.svc.Heartbeat(ctx, &agentv1.HeartbeatRequest{Identity: c.identity(), ElapsedMs: elapsed.Milliseconds()})
+	_, err := c.service().Heartbeat(ctx, &agentv1.HeartbeatRequest{Identity: c.identity(), ElapsedMs: elapsed.Milliseconds()})
 	return err
 }
 
 // Terminating reports that the agent received sig and forwarded it.
 func (c *Client) Terminating(ctx context.Context, sig int) error {
 	return c.retry(ctx, "Terminating", c.cfg.RPCTimeout, func(ctx context.Context) error {
-		_, err := c.svc.Terminating(ctx, &agentv1.TerminatingRequest{Identity: c.identity(), Signal: int32(sig)})
+		_, err := c.service().Terminating(ctx, &agentv1.TerminatingRequest{Identity: c.identity(), Signal: int32(sig)})
 		return err
 	})
 }
@@ -177,7 +237,7 @@ func (c *Client) Terminating(ctx context.Context, sig int) error {
 func (c *Client) Finished(ctx context.Context, req *agentv1.FinishedRequest) error {
 	return c.retry(ctx, "Finished", c.cfg.RPCTimeout, func(ctx context.Context) error {
 		req.Identity = c.identity()
-		_, err := c.svc.Finished(ctx, req)
+		_, err := c.service().Finished(ctx, req)
 		return err
 	})
 }

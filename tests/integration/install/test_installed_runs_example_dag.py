@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from leoflow.certs import authority
+from leoflow.controller.leaderpod import LEADER_LABEL
 from leoflow.dev.processes import free_port
 from leoflow.dev.testing import ClusterHandle
 from leoflow.install import controller_image, manifests, rendering
@@ -177,3 +178,7 @@ def test_installed_controller_and_webhook_run_the_example_dag(
     copy = json.loads(cluster.kubectl("get", "configmap", "leoflow-ca", "-n", namespace, "-o", "json").stdout)
     assert copy["data"] == ca["data"]
     assert copy["metadata"]["labels"]["leoflow.io/agent-ca"] == "true"
+    # The leader labelled its own pod, so the agents' Service (selecting that label) reaches it.
+    selector = f"app.kubernetes.io/name=leoflow-controller,{LEADER_LABEL}=true"
+    leader = cluster.kubectl("get", "pods", "-n", NAMESPACE, "-l", selector, "-o", "name").stdout.split()
+    assert len(leader) == 1, leader

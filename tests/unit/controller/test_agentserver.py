@@ -23,10 +23,12 @@ from leoflow.agent.v1 import agent_pb2, agent_pb2_grpc
 from leoflow.certs.authority import issue_serving, new_ca
 from leoflow.controller.agentserver import (
     OUTPUTS_CAP_BYTES,
+    RECONNECT_TRAILER,
     AgentIdentity,
     AgentReport,
     AgentServer,
     InvalidReport,
+    NotLeading,
     ServerTls,
     StaleAttempt,
     UnknownPod,
@@ -314,8 +316,29 @@ async def test_unknown_pod_is_not_found(served: Served) -> None:
     assert served.count("started", "rejected") == 1
 
 
+async def test_a_standby_answers_unavailable_with_the_trailer_that_sends_the_agent_to_the_leader(
+    served: Served,
+) -> None:
+    served.sink.failures["finished"] = NotLeading("controller replica is not the leader")
+
+    error = await refused(served.stub.Finished(finished()))
+
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert (RECONNECT_TRAILER, "not-leader") in tuple(error.trailing_metadata() or ())
+    assert served.count("finished", "redirected") == 1
+
+
+async def test_other_refusals_carry_no_reconnect_trailer(served: Served) -> None:
+    served.sink.failures["finished"] = RuntimeError("shutting down")
+
+    error = await refused(served.stub.Finished(finished()))
+
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert all(key != RECONNECT_TRAILER for key, _ in tuple(error.trailing_metadata() or ()))
+
+
 async def test_a_failing_run_engine_answers_unavailable_and_the_server_keeps_serving(served: Served) -> None:
-    served.sink.failures["finished"] = RuntimeError("not the leader yet")
+    served.sink.failures["finished"] = RuntimeError("shutting down")
 
     error = await refused(served.stub.Finished(finished()))
     assert error.code() == grpc.StatusCode.UNAVAILABLE

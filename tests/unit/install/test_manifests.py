@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from leoflow.controller.leaderpod import LEADER_LABEL
 from leoflow.install import manifests
 from tests.unit.install.rendered import MANIFESTS, containers, find, pod_specs
 
@@ -114,8 +115,20 @@ def test_webhook_service_maps_443_to_the_webhook_port(objects: list[dict[str, An
     assert (port["port"], port["targetPort"]) == (443, "https")
     container = find(objects, "Deployment", "leoflow-webhook")["spec"]["template"]["spec"]["containers"][0]
     assert {"name": "https", "containerPort": 8443, "protocol": "TCP"} in container["ports"]
-    controller = find(objects, "Service", "leoflow-controller")["spec"]["ports"]
-    assert {p["name"]: p["port"] for p in controller} == {"grpc-agent": 9443, "metrics": 8080}
+
+
+def test_agents_reach_only_the_leader_and_every_replica_is_scraped(objects: list[dict[str, Any]]) -> None:
+    agents = find(objects, "Service", "leoflow-controller")["spec"]
+    assert {p["name"]: p["port"] for p in agents["ports"]} == {"grpc-agent": 9443}
+    assert agents["selector"] == {"app.kubernetes.io/name": "leoflow-controller", LEADER_LABEL: "true"}
+    scraped = find(objects, "Service", "leoflow-controller-metrics")["spec"]
+    assert {p["name"]: p["port"] for p in scraped["ports"]} == {"metrics": 8080}
+    assert scraped["selector"] == {"app.kubernetes.io/name": "leoflow-controller"}
+    container = find(objects, "Deployment", "leoflow-controller")["spec"]["template"]["spec"]["containers"][0]
+    # The leader finds its own pod to label through these (leaderpod.own_pod_from_environment).
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"] if "valueFrom" in e}
+    assert env["POD_NAME"] == "metadata.name"
+    assert env["POD_NAMESPACE"] == "metadata.namespace"
 
 
 def test_webhook_configuration_cannot_lock_up_the_cluster(objects: list[dict[str, Any]]) -> None:
