@@ -114,28 +114,10 @@ async def test_exit_0_after_sigterm_retries_the_task_as_interrupted_instead_of_s
     await harness.wait_run("r1", lambda o: (o.get("status") or {}).get("taskStates", "")[:1] == "S")
 
 
-async def test_last_tasks_pod_ending_after_its_run_succeeded_is_still_deleted(harness: Harness) -> None:
-    # The agent's Finished ends the run before the kubelet says the pod Succeeded: no transition
-    # of the run looks at the pod again, yet the cleanup policy deletes succeeded pods.
-    await harness.apply_dag(dag_yaml("last", "  only: {command: [only]}\n"))
-    harness.script.tasks = {"only": {"kwok.leoflow.io/succeed-after": "4s"}}
-    controller = await harness.start()
-    sink = RunReportSink(controller.reconciler)
-    await harness.create_run("r1", "last")
-    await harness.wait_run("r1", lambda o: (o.get("status") or {}).get("taskStates") == "r")
-    [pod] = await harness.pods("r1")
-    await sink.report(AgentReport(_identity(pod), "finished", datetime.now(UTC), exit_code=0))
-    await harness.wait_phase("r1", "Succeeded", within=10)
-    assert await harness.pods("r1"), "the pod outlives its run for a few seconds"
-    await harness.wait_until_no_pods("r1", within=30)
-
-
-async def test_a_pod_ending_after_its_run_is_deleted_by_a_controller_restarted_in_between(
-    harness: Harness,
-) -> None:
-    # The restarted controller has never read the run's definition: it reads it for the cleanup.
+async def _run_whose_agent_finished_before_its_pod(harness: Harness, succeed_after: str) -> None:
+    """A one-task run that the agent's Finished ended while its pod still runs for ``succeed_after``."""
     await harness.apply_dag(dag_yaml("late", "  only: {command: [only]}\n"))
-    harness.script.tasks = {"only": {"kwok.leoflow.io/succeed-after": "6s"}}
+    harness.script.tasks = {"only": {"kwok.leoflow.io/succeed-after": succeed_after}}
     controller = await harness.start()
     await harness.create_run("r1", "late")
     await harness.wait_run("r1", lambda o: (o.get("status") or {}).get("taskStates") == "r")
@@ -144,6 +126,21 @@ async def test_a_pod_ending_after_its_run_is_deleted_by_a_controller_restarted_i
         AgentReport(_identity(pod), "finished", datetime.now(UTC), exit_code=0)
     )
     await harness.wait_phase("r1", "Succeeded", within=10)
+
+
+async def test_last_tasks_pod_ending_after_its_run_succeeded_is_still_deleted(harness: Harness) -> None:
+    # The agent's Finished ends the run before the kubelet says the pod Succeeded: no transition
+    # of the run looks at the pod again, yet the cleanup policy deletes succeeded pods.
+    await _run_whose_agent_finished_before_its_pod(harness, "4s")
+    assert await harness.pods("r1"), "the pod outlives its run for a few seconds"
+    await harness.wait_until_no_pods("r1", within=30)
+
+
+async def test_a_pod_ending_after_its_run_is_deleted_by_a_controller_restarted_in_between(
+    harness: Harness,
+) -> None:
+    # The restarted controller has never read the run's definition: it reads it for the cleanup.
+    await _run_whose_agent_finished_before_its_pod(harness, "6s")
     await harness.kill()
     await harness.start()
     assert await harness.pods("r1"), "the pod outlives its run and the first controller"
