@@ -132,7 +132,9 @@ func (c *Client) reconnectWhenAsked(ctx context.Context, method string, req, rep
 		c.cfg.Warn("dialling the controller again: %v", dialErr)
 		return err
 	}
-	_ = cc.Close()
+	// Closing cancels the calls still on the old connection, and a cancelled report is not
+	// retried: let them run out their own bound (only WaitStart has none, and a standby answers it).
+	time.AfterFunc(c.cfg.RPCTimeout, func() { _ = cc.Close() })
 	return err
 }
 
