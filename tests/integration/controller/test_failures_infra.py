@@ -109,6 +109,22 @@ async def test_pod_deleted_by_someone_else_is_retried_on_the_infrastructure_budg
     assert "pod deleted by someone other than Leoflow" in retrying["message"]
 
 
+async def test_pod_deleted_while_the_controller_is_down_is_retried_when_it_returns(harness: Harness) -> None:
+    # The result finalizer holds the deleted pod until a controller has read it: the one that
+    # comes back finds it Terminating, not gone, and names the deletion instead of a lost pod.
+    await harness.apply_dag(dag_yaml("outage", "  work: {command: [work], retries: 0}\n"))
+    harness.script.tasks = {"work": {1: RUNNING_FOREVER, 2: SUCCEED}}
+    await _start(harness)
+    await harness.create_run("r1", "outage")
+    pod = await _running_pod(harness, "r1")
+    await harness.kill()
+    await harness.kubectl("delete", "pod", pod["metadata"]["name"], "--wait=false")
+    await _start(harness)
+    retrying = await _succeeded_on_the_infrastructure_budget(harness, "DeletedExternally")
+    assert "pod deleted by someone other than Leoflow" in retrying["message"]
+    await harness.wait_until_no_pods("r1")
+
+
 @pytest.fixture
 async def pool(harness: Harness) -> AsyncIterator[str]:
     """A label value naming KWOK nodes only this test uses (``add_node`` creates them); the nodes
