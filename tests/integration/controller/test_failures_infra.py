@@ -44,6 +44,16 @@ async def _running_pod(harness: Harness, run: str, attempt: int = 1) -> dict[str
     raise AssertionError(f"attempt {attempt} of {run} never ran; pods: {await harness.pods(run)}")
 
 
+async def _first_attempt_running(harness: Harness, dag: str) -> dict[str, Any]:
+    """A one-task run whose first attempt runs until something happens to it (the second
+    succeeds), with no user retries: only the infrastructure budget can retry it. Its pod."""
+    await harness.apply_dag(dag_yaml(dag, "  work: {command: [work], retries: 0}\n"))
+    harness.script.tasks = {"work": {1: RUNNING_FOREVER, 2: SUCCEED}}
+    await _start(harness)
+    await harness.create_run("r1", dag)
+    return await _running_pod(harness, "r1")
+
+
 async def _succeeded_on_the_infrastructure_budget(harness: Harness, reason: str) -> dict[str, Any]:
     """The run succeeded on attempt 2 after one infrastructure failure named ``reason``."""
     done = await harness.wait_phase("r1", "Succeeded", within=120)
@@ -80,11 +90,7 @@ async def test_a_pod_the_kubelet_fails_is_retried_on_the_infrastructure_budget(
 
 
 async def test_api_eviction_is_retried_on_the_infrastructure_budget(harness: Harness) -> None:
-    await harness.apply_dag(dag_yaml("drained", "  work: {command: [work], retries: 0}\n"))
-    harness.script.tasks = {"work": {1: RUNNING_FOREVER, 2: SUCCEED}}
-    await _start(harness)
-    await harness.create_run("r1", "drained")
-    pod = await _running_pod(harness, "r1")
+    pod = await _first_attempt_running(harness, "drained")
     name = pod["metadata"]["name"]
     # What `kubectl drain` and the cluster autoscaler do: POST pods/<name>/eviction.
     eviction = {
@@ -99,11 +105,7 @@ async def test_api_eviction_is_retried_on_the_infrastructure_budget(harness: Har
 
 
 async def test_pod_deleted_by_someone_else_is_retried_on_the_infrastructure_budget(harness: Harness) -> None:
-    await harness.apply_dag(dag_yaml("deleted", "  work: {command: [work], retries: 0}\n"))
-    harness.script.tasks = {"work": {1: RUNNING_FOREVER, 2: SUCCEED}}
-    await _start(harness)
-    await harness.create_run("r1", "deleted")
-    pod = await _running_pod(harness, "r1")
+    pod = await _first_attempt_running(harness, "deleted")
     await harness.kubectl("delete", "pod", pod["metadata"]["name"], "--wait=false")
     retrying = await _succeeded_on_the_infrastructure_budget(harness, "DeletedExternally")
     assert "pod deleted by someone other than Leoflow" in retrying["message"]
@@ -112,11 +114,7 @@ async def test_pod_deleted_by_someone_else_is_retried_on_the_infrastructure_budg
 async def test_pod_deleted_while_the_controller_is_down_is_retried_when_it_returns(harness: Harness) -> None:
     # The result finalizer holds the deleted pod until a controller has read it: the one that
     # comes back finds it Terminating, not gone, and names the deletion instead of a lost pod.
-    await harness.apply_dag(dag_yaml("outage", "  work: {command: [work], retries: 0}\n"))
-    harness.script.tasks = {"work": {1: RUNNING_FOREVER, 2: SUCCEED}}
-    await _start(harness)
-    await harness.create_run("r1", "outage")
-    pod = await _running_pod(harness, "r1")
+    pod = await _first_attempt_running(harness, "outage")
     await harness.kill()
     await harness.kubectl("delete", "pod", pod["metadata"]["name"], "--wait=false")
     await _start(harness)
