@@ -24,11 +24,11 @@ from dataclasses import dataclass
 
 from leoflow.controller.kube.errors import ApiError
 from leoflow.controller.kube.transport import PODS, Transport
+from leoflow.controller.kube.writer import MERGE_PATCH
 
 log = logging.getLogger(__name__)
 
 LEADER_LABEL = "leoflow.io/leader"
-MERGE_PATCH = "application/merge-patch+json"
 PATCH_TIMEOUT_SECONDS = 5.0
 """Each label request is bounded: a replica that lost the Lease to an API outage campaigns again
 after this, not after the transport's 30 s request timeout."""
@@ -38,9 +38,6 @@ after this, not after the transport's 30 s request timeout."""
 class PodRef:
     namespace: str
     name: str
-
-    def __str__(self) -> str:
-        return f"{self.namespace}/{self.name}"
 
 
 def own_pod_from_environment(environ: Mapping[str, str] = os.environ) -> PodRef | None:
@@ -76,14 +73,16 @@ class LeaderPodLabel:
             return
         for item in others.get("items") or []:
             name = str((item.get("metadata") or {}).get("name", ""))
-            where = f"{self._pod.namespace}/{name}"
             if name and name != self._pod.name:
-                log.info("leader label taken off a former leader", extra={"pod": where})
+                log.info("leader label taken off a former leader", extra={"pod": self._where(name)})
                 await self._patch(name, leading=False)
 
     async def clear(self) -> None:
         """Unlabels this replica's pod."""
         await self._patch(self._pod.name, leading=False)
+
+    def _where(self, name: str) -> str:
+        return f"{self._pod.namespace}/{name}"
 
     async def _patch(self, name: str, *, leading: bool) -> None:
         # Failures are logged, not raised: the next claim (every sweep) repairs the label, and a
@@ -97,15 +96,10 @@ class LeaderPodLabel:
                     content_type=MERGE_PATCH,
                     verb="patch",
                 )
-        except TimeoutError:
-            log.warning(
-                "leader label: patching a pod timed out",
-                extra={"pod": f"{self._pod.namespace}/{name}", "leading": leading},
-            )
-        except ApiError as error:
-            if error.not_found:
+        except (ApiError, TimeoutError) as error:
+            if isinstance(error, ApiError) and error.not_found:
                 return
             log.warning(
                 "leader label: patching a pod failed",
-                extra={"pod": f"{self._pod.namespace}/{name}", "leading": leading, "error": str(error)},
+                extra={"pod": self._where(name), "leading": leading, "error": repr(error)},
             )
