@@ -80,7 +80,7 @@ what the agent reported, and finished pods leave the run as they do on a real no
 
 def dag_text(tasks: int, *, prestart: bool = False) -> str:
     placement = simulated_pod_placement()
-    ahead = ", prestart: true" if prestart else ""
+    ahead = f", prestart: {str(prestart).lower()}"
     lines = [
         "dag: chain",
         "image: leoflow.dev/base:1",

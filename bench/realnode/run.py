@@ -106,7 +106,7 @@ def dag_text(
     node, no retries."""
     command = json.dumps(["sh", "-c", task_script(task_seconds)])
     selector = json.dumps({NODE_TYPE_LABEL: "real"})
-    ahead = ", prestart: true" if prestart else ""
+    ahead = f", prestart: {str(prestart).lower()}"
     lines = [
         f"dag: {name}",
         f"image: {image}",

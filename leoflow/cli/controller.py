@@ -114,6 +114,11 @@ def register(subparsers: Any) -> None:
         help="serve agents in plaintext without TokenReview (local experiments only)",
     )
     add("--no-agent-server", action="store_true", help="do not serve agents (pod-status path only)")
+    add(
+        "--no-prestart",
+        action="store_true",
+        help="create no pod ahead of its upstreams' end, whatever the DAGs say (prestart)",
+    )
     add("--metrics-address", default="0.0.0.0:8080", help="HOST:PORT for /metrics /healthz /readyz")
     add(
         "--leader-elect",
@@ -208,7 +213,7 @@ def controller_settings(args: argparse.Namespace) -> ControllerSettings:
             classify=ClassifySettings(node_lost_grace=args.node_lost_grace),
             quota_wait=args.quota_wait,
             # Prepared pods wait for a release only an agent server can deliver.
-            plan=PlanSettings(prestart=not args.no_agent_server),
+            plan=PlanSettings(prestart=not (args.no_agent_server or args.no_prestart)),
         ),
         sensors=sensors,
         sensor_progress_period=args.sensor_progress_period,

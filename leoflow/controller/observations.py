@@ -32,6 +32,8 @@ class PodObserved:
     deleting: bool = False
     outputs: Mapping[str, str] = field(default_factory=dict)
     outputs_error: str = ""
+    agent: bool = False
+    """The pod carries the agent (the webhook's ``leoflow.io/agent-version`` annotation)."""
 
 
 @dataclass(frozen=True)

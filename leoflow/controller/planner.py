@@ -63,8 +63,18 @@ _UNDERWAY = frozenset({TaskState.SUCCEEDED, TaskState.RUNNING})
 """Upstream states under which a prestart task's pod is created ahead. Not Scheduled: a pod
 created beside its upstream's could take the last slot of a quota or a node from it, and then
 wait for an upstream that cannot start."""
-_CAPACITY_WAITS = frozenset({FailureReason.UNSCHEDULABLE, FailureReason.START_TIMEOUT})
-"""Bounded waits a prepared pod is expected to meet: its upstreams hold the resources it needs."""
+_PREPARED_WAITS = frozenset(
+    {
+        FailureReason.UNSCHEDULABLE,
+        FailureReason.START_TIMEOUT,
+        FailureReason.IMAGE_PULL_FAILED,
+        FailureReason.AGENT_IMAGE_PULL_FAILED,
+        FailureReason.CONFIG_ERROR,
+    }
+)
+"""Bounded waits a prepared pod may meet before its upstreams end: they hold the resources it
+needs, or may be what pushes its image or creates its ConfigMap or Secret. Each bound counts from
+the release (``PodContext.released_at``), as if the pod had been created then."""
 TEMPLATE_ERROR = "TemplateError"
 FAN_OUT_ERROR = "FanOutError"
 OUTPUTS_ERROR = "OutputsError"
@@ -159,6 +169,10 @@ class _Work:
     timers: list[datetime] = field(default_factory=list)
     interrupted: dict[Unit, int] = field(default_factory=dict)
     """Attempts whose agent forwarded a termination signal, by unit: the signal."""
+    agent_seen: bool = False
+    """Some pod of this run carries the agent (the webhook injected it) or an agent reported. Its
+    other pods are injected alike (same namespace, same labels); only then is a pod created
+    ahead, since only its agent holds the command back."""
     retried_generation: int = 0
     stopped: str | None = None
     stop_phase: RunPhase = RunPhase.FAILED
@@ -263,10 +277,13 @@ class _Work:
         current = self.detail(unit).attempt
         active = self.code(unit) in IN_FLIGHT_TASK_STATES and not self.terminal_before
         if isinstance(obs, PodObserved):
+            self.agent_seen = self.agent_seen or obs.agent
             self._pod_observed(unit, obs, current, active)
-        elif obs.attempt != current or not active:
             return
-        elif isinstance(obs, AgentStarted):
+        if obs.attempt != current or not active:
+            return
+        self.agent_seen = True
+        if isinstance(obs, AgentStarted):
             self._running(unit, obs.at)
         elif isinstance(obs, AgentTerminating):
             self.interrupted[unit] = obs.signal
@@ -304,10 +321,11 @@ class _Work:
         if status.deadline is not None:
             self.timers.append(status.deadline)
         if self.code(unit) is TaskState.PREPARED and (
-            not status.terminal or status.reason in _CAPACITY_WAITS
+            not status.terminal or status.reason in _PREPARED_WAITS
         ):
-            # Running is its agent waiting for the go; a pod the scheduler cannot place yet waits
-            # for the upstreams' resources, and its bound counts from its release.
+            # Running is its agent waiting for the go; the other waits are bounded from the release.
+            if status.terminal and status.message != (self.detail(unit).message or ""):
+                self.set_detail(unit, message=status.message)
             return
         if status.phase is PodPhase.SUCCEEDED and obs.outputs_error:
             self._final_failure(unit, OUTPUTS_ERROR, obs.outputs_error, 0)
@@ -567,13 +585,17 @@ class _Work:
                 budget = self._start(task_index, None, budget)
 
     def _may_prepare(self, task_index: int) -> bool:
-        """One level ahead: every upstream is running (or done), none only scheduled or prepared."""
+        """One level ahead: every upstream is running (or done), none only scheduled or prepared,
+        and the run's pods are known to carry the agent. A pod without it (in a namespace the
+        webhook leaves alone) would run its command at once, beside its upstreams: there pods are
+        created when their upstreams end, as without prestart."""
         task = self.dag.tasks[task_index]
         return (
             task.prestart
             and self.settings.prestart
             and self.run.max_active_tasks is None
             and all(self.codes[u] in _UNDERWAY for u in task.upstreams)
+            and self.agent_seen
         )
 
     def _advance_prepared(self, task_index: int, budget: int | None) -> int | None:

@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from leoflow.agent_inject.names import VERSION_ANNOTATION
 from leoflow.controller.observations import PodObserved
 from leoflow.controller.podnames import (
     ATTEMPT_ANNOTATION,
@@ -93,6 +94,7 @@ def observe_pod(
         deleting=bool(metadata.get("deletionTimestamp")),
         outputs={str(k): str(v) for k, v in outputs.items()} if isinstance(outputs, Mapping) else {},
         outputs_error=outputs_error if isinstance(outputs_error, str) else "",
+        agent=VERSION_ANNOTATION in annotations,
     )
 
 

@@ -190,13 +190,23 @@ def _templated(task: Task) -> bool:
     return any(has_template(t) for t in texts)
 
 
-def _prestart(dag: DagFile, task: Task) -> bool:
-    """Whether the task's pod is created ahead: asked for, likely to run (``all_success``: a pod
-    made for a ``one_failed`` handler would almost always be thrown away), and nothing in the pod
-    depends on how the upstreams end (their outputs, a fan-out's items). The checks refuse an
-    explicit ask that cannot be honoured; one inherited from ``defaults`` applies where it can."""
+def _prestart(dag: DagFile, task: Task, profile: res.Profile) -> bool:
+    """Whether the task's pod is created ahead: asked for (``auto`` unless said otherwise), likely
+    to run (``all_success``: a pod made for a ``one_failed`` handler would almost always be thrown
+    away), and nothing in the pod depends on how the upstreams end (their outputs, a fan-out's
+    items). ``auto`` leaves out pods that request extended resources (GPUs), and tasks after a
+    sensor: the waiting pod would hold a second GPU for its upstreams' whole run, or its requests
+    for as long as a sensor waits (hours, often). The checks refuse an explicit ``true`` that
+    cannot be honoured; one inherited from ``defaults``, and ``auto``, apply where they can."""
     wanted = task.prestart if task.prestart is not None else dag.defaults.prestart
-    if not wanted or task.command is None or task.fanOut is not None or not task.after:
+    if wanted is None:
+        wanted = "auto"
+    if wanted is False or task.command is None or task.fanOut is not None or not task.after:
+        return False
+    if wanted == "auto" and (
+        any("/" in name for name in profile.resources.requests)
+        or any(dag.tasks[upstream].sensor is not None for upstream in task.after)
+    ):
         return False
     if task.trigger != "all_success":
         return False
@@ -237,7 +247,7 @@ def build(dag: DagFile) -> tuple[res.DagSpec, dict[str, Any]]:
             "outputs": task.outputs,
             "templated": _templated(task),
         }
-        if _prestart(dag, task):
+        if _prestart(dag, task, profiles[profile_of[key]]):
             compiled["prestart"] = True
         if task.env:
             compiled["env"] = [_env_var(k, v) for k, v in task.env.items()]

@@ -117,10 +117,11 @@ class PodSettings(FileModel):
     """Merged key by key over the defaults' labels."""
     podAnnotations: dict[AnnotationKey, str] | None = None
     """Merged key by key over the defaults' annotations; sized as a whole by the checks."""
-    prestart: bool | None = None
+    prestart: bool | Literal["auto"] | None = None
     """Create the task's pod while its upstreams still run; its agent holds the command until they
     finish, so the task starts within milliseconds of the last one ending. The pod holds its
-    resource requests while it waits."""
+    resource requests while it waits. Unset means ``auto``: every task that can, except those
+    requesting GPUs (holding a second GPU for an upstream's whole run costs too much)."""
 
 
 class Defaults(PodSettings):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import types
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -68,6 +68,8 @@ def _member_name(member: Any) -> str:
         return "a list"
     if get_origin(member) is dict:
         return "a mapping"
+    if get_origin(member) is Literal:
+        return " or ".join(repr(choice) for choice in get_args(member))
     return _TYPE_NAMES.get(member, str(member))
 
 

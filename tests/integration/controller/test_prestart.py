@@ -45,9 +45,34 @@ async def _prepared(harness: Harness) -> tuple[RunReportSink, dict[str, Any], di
     )
     sink = RunReportSink(controller.reconciler, release_recheck=0.2)
     await harness.create_run("r1", "ahead")
+    extract = await _pod_of(harness, "extract")
+    # KWOK pods carry no agent, so the run must hear from one before it creates a pod ahead.
+    await sink.report(AgentReport(_identity(extract), "started", datetime.now(UTC)))
     await harness.wait_run("r1", lambda o: (o.get("status") or {}).get("taskStates") == "rp")
-    pods = {p["metadata"]["labels"]["leoflow.io/task"]: p for p in await harness.pods("r1")}
-    return sink, pods["extract"], pods["load"]
+    return sink, extract, await _pod_of(harness, "load")
+
+
+async def _pod_of(harness: Harness, task: str) -> dict[str, Any]:
+    async with asyncio.timeout(30):
+        while True:
+            pods = [p for p in await harness.pods("r1") if p["metadata"]["labels"]["leoflow.io/task"] == task]
+            if pods:
+                return pods[0]
+            await asyncio.sleep(0.1)
+
+
+async def test_pods_without_the_agent_get_no_pod_ahead_of_their_upstreams_end(harness: Harness) -> None:
+    # Unset prestart means auto: the compiled DAG asks for it, but nothing here injects the agent.
+    await harness.apply_dag(dag_yaml("ahead", TASKS))
+    harness.script.tasks = {"extract": {"kwok.leoflow.io/succeed-after": "3s"}}
+    await harness.start(plan=PlanSettings(prestart=True), cleanup=CleanupPolicy(delete_succeeded=False))
+    await harness.create_run("r1", "ahead")
+    await harness.wait_run("r1", lambda o: (o.get("status") or {}).get("taskStates") == "r.")
+    await asyncio.sleep(1.0)
+    assert [p["metadata"]["labels"]["leoflow.io/task"] for p in await harness.pods("r1")] == ["extract"]
+    await harness.wait_phase("r1", "Succeeded", within=30)
+    load = await _pod_of(harness, "load")
+    assert {"name": WAIT_START_ENV, "value": "true"} not in load["spec"]["containers"][0].get("env", [])
 
 
 async def test_prepared_pod_starts_on_its_upstreams_finished_without_being_created_then(

@@ -32,6 +32,10 @@ def test_pods_are_created_ahead_only_with_an_agent_server_to_release_them() -> N
     assert settings_for("--no-agent-server").reconcile.plan.prestart is False
 
 
+def test_a_cluster_admin_can_turn_prestart_off_for_every_dag() -> None:
+    assert settings_for("--no-prestart").reconcile.plan.prestart is False
+
+
 def test_quota_wait_reaches_the_reconciler_and_a_bad_one_names_the_flag() -> None:
     assert settings_for("--quota-wait=30").reconcile.quota_wait == 30.0
     assert settings_for().reconcile.quota_wait == 600.0

@@ -92,11 +92,18 @@ class Sim:
         attempt: int = 1,
         item: int | None = None,
         deleting: bool = False,
+        agent: bool = False,
         **kw: Any,
     ) -> PodObserved:
         status = PodObservation(phase, reason, message=str(reason or ""), **kw)
         return PodObserved(
-            self.index(name), item, attempt, self.pod_name(name, attempt, item), status, deleting=deleting
+            self.index(name),
+            item,
+            attempt,
+            self.pod_name(name, attempt, item),
+            status,
+            deleting=deleting,
+            agent=agent,
         )
 
     def pod_name(self, name: str, attempt: int, item: int | None = None) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from leoflow.controller.actions import CreatePod, DeletePod, ReleasePod
 from leoflow.controller.planner import PlanSettings, released_by_success
 from leoflow.controller.podspec import WAIT_START_ENV
@@ -81,6 +83,42 @@ def test_unschedulable_prepared_pod_waits_for_its_upstreams_resources() -> None:
     assert sim.deletes() == []
 
 
+def test_nothing_is_created_ahead_until_the_runs_pods_are_seen_to_carry_the_agent() -> None:
+    sim = Sim.start(dag(CHAIN, prestart=frozenset({"transform"})), AHEAD)
+    sim.step()
+    sim.step(sim.pod("extract", PodPhase.RUNNING, started=True))
+    assert sim.state("extract") is TaskState.RUNNING
+    assert sim.creates() == [], "without the agent its command would start beside extract"
+    sim.step(sim.pod("extract", PodPhase.RUNNING, started=True, agent=True))
+    assert sim.creates() == [("transform", None, 1)]
+
+
+def test_pod_without_the_agent_runs_its_downstream_after_it_as_without_prestart() -> None:
+    sim = Sim.start(dag(CHAIN, prestart=frozenset({"transform"})), AHEAD)
+    sim.step()
+    sim.step(sim.pod("extract", PodPhase.RUNNING, started=True))
+    sim.step(sim.pod("extract", PodPhase.SUCCEEDED))
+    assert sim.creates() == [("transform", None, 1)]
+    assert sim.state("transform") is TaskState.SCHEDULED
+    assert not [c for c in sim.last if isinstance(c, CreatePod) and c.prepared]
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [FailureReason.IMAGE_PULL_FAILED, FailureReason.AGENT_IMAGE_PULL_FAILED, FailureReason.CONFIG_ERROR],
+)
+def test_prepared_pod_that_cannot_start_yet_waits_for_its_release_with_the_reason_shown(
+    reason: FailureReason,
+) -> None:
+    # Its upstream may be what pushes the image or creates the ConfigMap; the bound counts from
+    # the release (the classifier's released_at).
+    sim = running_extract(Sim.start(dag(CHAIN, prestart=frozenset({"transform"})), AHEAD))
+    sim.step(sim.pod("transform", PodPhase.FAILED, reason, stranded=True), now=at(900))
+    assert sim.state("transform") is TaskState.PREPARED
+    assert sim.deletes() == []
+    assert sim.run.status.tasks["1"].message == str(reason)
+
+
 def test_upstream_failure_deletes_the_prepared_pod_and_marks_it_upstream_failed() -> None:
     sim = running_extract(Sim.start(dag(CHAIN, prestart=frozenset({"transform"})), AHEAD))
     sim.step(sim.finished("extract", exit_code=1))
@@ -106,7 +144,7 @@ def test_prepared_pod_evicted_while_waiting_is_prepared_again_on_the_infrastruct
     sim = running_extract(Sim.start(dag(CHAIN, prestart=frozenset({"transform"})), AHEAD))
     sim.step(sim.pod("transform", PodPhase.FAILED, FailureReason.EVICTED), now=at(1))
     assert sim.state("transform") is TaskState.RETRY_WAIT
-    sim.step(now=at(6))
+    sim.step(sim.pod("extract", PodPhase.RUNNING, started=True, agent=True), now=at(6))
     assert sim.creates() == [("transform", None, 2)]
     assert sim.state("transform") is TaskState.PREPARED, "its upstream still runs: ahead again"
     assert sim.run.status.tasks["1"].infraAttempts == 1

@@ -49,6 +49,14 @@ def test_pod_is_routed_to_its_task_item_and_attempt() -> None:
     assert obs.pod.startswith("etl-run-1-each-1-3-")
 
 
+def test_pod_the_webhook_injected_is_seen_to_carry_the_agent() -> None:
+    plain = _pod(SPEC, 0)
+    injected = _pod(SPEC, 0)
+    injected["metadata"]["annotations"]["leoflow.io/agent-version"] = "v0.1.0"
+    seen = [observe_pod(p, dag=SPEC, run_uid="uid-1", now=at(10)) for p in (plain, injected)]
+    assert [o.agent if o is not None else None for o in seen] == [False, True]
+
+
 def test_pod_of_a_deleted_run_with_the_same_name_is_not_ours() -> None:
     assert observe_pod(_pod(SPEC, 0), dag=SPEC, run_uid="uid-2", now=at(10)) is None
 

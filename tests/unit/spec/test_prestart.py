@@ -32,8 +32,45 @@ def test_defaults_prestart_applies_to_every_task_that_can_wait_for_its_upstreams
     assert _ahead(text) == {"plain"}
 
 
-def test_task_can_ask_for_prestart_without_the_defaults() -> None:
+def test_unset_prestart_means_auto_every_task_that_can_except_gpu_ones_and_those_after_sensors() -> None:
     text = """\
+        tasks:
+          extract: {command: [x]}
+          load: {command: [x], after: [extract]}
+          train: {command: [x], after: [extract], resources: {gpu: "1"}}
+          report: {command: [x], after: [train]}
+          landed: {after: [extract], sensor: {time: {delay: 1h}}}
+          publish: {command: [x], after: [landed, load]}
+        """
+    # A sensor may wait for hours: a pod waiting on it would hold its requests all that time.
+    assert _ahead(text) == {"load", "report"}
+
+
+def test_explicit_prestart_is_honoured_for_a_gpu_task_auto_leaves_out() -> None:
+    text = """\
+        defaults: {resources: {gpu: "1"}}
+        tasks:
+          a: {command: [x]}
+          b: {command: [x], after: [a], prestart: true}
+          c: {command: [x], after: [a], prestart: auto}
+          d: {command: [x], after: [a]}
+        """
+    assert _ahead(text) == {"b"}
+
+
+def test_auto_on_a_task_that_cannot_wait_ahead_is_not_an_error() -> None:
+    text = """\
+        tasks:
+          a: {command: [x], outputs: [rows]}
+          b: {command: [x, "{{ tasks.a.outputs.rows }}"], after: [a], prestart: auto}
+          c: {command: [x], after: [a], trigger: one_failed, prestart: auto}
+        """
+    assert _ahead(text) == set()
+
+
+def test_prestart_false_in_defaults_turns_it_off_where_tasks_do_not_ask() -> None:
+    text = """\
+        defaults: {prestart: false}
         tasks:
           a: {command: [x]}
           b: {command: [x], after: [a], prestart: true}
@@ -66,3 +103,18 @@ def test_explicit_prestart_that_cannot_be_honoured_is_refused_with_the_reason(ta
     problem = only_problem(text)
     assert says in problem.message
     assert problem.path.startswith("tasks.b."), problem
+
+
+def test_prestart_value_other_than_true_false_or_auto_is_refused_where_it_is_written() -> None:
+    problem = only_problem(
+        HEAD
+        + textwrap.dedent(
+            """\
+            tasks:
+              a: {command: [x]}
+              b: {command: [x], after: [a], prestart: sometimes}
+            """
+        )
+    )
+    assert problem.path == "tasks.b.prestart", problem
+    assert "expected a boolean or 'auto', got a string" in problem.message, problem.message
