@@ -173,6 +173,14 @@ def test_installed_controller_and_webhook_run_the_example_dag(
         if line.startswith('leoflow_agent_reports_total{kind="finished",result="accepted"}')
     ]
     assert finished and finished[0] >= 1, "no finished report from an agent was accepted"
+    # validate's pod was created while transform ran (its pods carried the injected agent) and
+    # let go when the last region finished.
+    released = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("leoflow_task_release_seconds_count")
+    )
+    assert released >= 1, "no prepared pod was released"
     # Nobody copied the agents' CA into the run's namespace: the controller did, from its Secret.
     ca = json.loads(cluster.kubectl("get", "configmap", "leoflow-ca", "-n", NAMESPACE, "-o", "json").stdout)
     copy = json.loads(cluster.kubectl("get", "configmap", "leoflow-ca", "-n", namespace, "-o", "json").stdout)
