@@ -3,6 +3,7 @@ second mutation changes nothing."""
 
 from __future__ import annotations
 
+import copy
 import posixpath
 from typing import Any
 
@@ -76,8 +77,12 @@ def pods(draw: st.DrawFn) -> dict[str, Any]:
 
 @settings(max_examples=300, deadline=None)
 @given(pods())
-def test_patch_applied_to_the_pod_gives_the_mutated_pod(pod: dict[str, Any]) -> None:
+def test_patch_applied_to_the_pod_gives_the_mutated_pod_and_the_pod_is_left_as_it_came(
+    pod: dict[str, Any],
+) -> None:
+    received = copy.deepcopy(pod)
     result = inject(pod, SETTINGS)
+    assert pod == received, "the mutation wrote into the pod it was given"
     if isinstance(result, Denial):
         # Only a container without a command and without an entrypoint for it may be refused.
         assert "has no command" in result.message
