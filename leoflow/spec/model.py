@@ -121,7 +121,8 @@ class PodSettings(FileModel):
     """Create the task's pod while its upstreams still run; its agent holds the command until they
     finish, so the task starts within milliseconds of the last one ending. The pod holds its
     resource requests while it waits. Unset means ``auto``: every task that can, except those
-    requesting GPUs (holding a second GPU for an upstream's whole run costs too much)."""
+    requesting GPUs or waiting on a sensor (the waiting pod would hold a second GPU for an
+    upstream's whole run, or its requests for as long as the sensor waits)."""
 
 
 class Defaults(PodSettings):
