@@ -94,10 +94,10 @@ def inject(pod: Mapping[str, Any], settings: InjectionSettings) -> Injection | D
 
 def _writable(pod: JsonObject) -> JsonObject:
     """A copy of the pod in which the mutation may write: copies of what it writes (the metadata
-    and spec objects, the containers whole, the init container and volume lists), and the other
-    parts shared. Shared parts are the same objects on both sides, so the diff skips them by
-    identity: copying and walking the status and the rest of the spec was half the mutation's
-    time (docs/webhook.md, Performance)."""
+    and spec objects, each container with its env and mount lists, the init container and volume
+    lists), and the other parts shared. Shared parts are the same objects on both sides, so the
+    diff skips them by identity: copying and walking the status and the rest of the spec was half
+    the mutation's time (docs/webhook.md, Performance)."""
     mutated = dict(pod)
     metadata = mutated.get("metadata")
     if isinstance(metadata, dict):
@@ -107,11 +107,23 @@ def _writable(pod: JsonObject) -> JsonObject:
     if isinstance(spec, dict):
         spec = mutated["spec"] = dict(spec)
         if isinstance(spec.get("containers"), list):
-            spec["containers"] = [_clone(container) for container in spec["containers"]]
+            spec["containers"] = [_writable_container(container) for container in spec["containers"]]
         for appended in ("initContainers", "volumes"):
             if isinstance(spec.get(appended), list):
                 spec[appended] = list(spec[appended])
     return mutated
+
+
+def _writable_container(container: Any) -> Any:
+    """A container the mutation may write: the object and its env and mount lists copied, each
+    env entry and mount shared (``_equip`` replaces an entry rather than writing into it)."""
+    if not isinstance(container, dict):
+        return container
+    copy = dict(container)
+    for appended in ("env", "volumeMounts"):
+        if isinstance(copy.get(appended), list):
+            copy[appended] = list(copy[appended])
+    return copy
 
 
 def _clone(value: Any) -> Any:
@@ -330,8 +342,7 @@ def _equip(container: JsonObject, name: str, settings: InjectionSettings, *, cop
             env.append(var)
         elif existing != var:
             warnings.append(f'container "{name}": env {var["name"]} replaced by the agent\'s value')
-            existing.clear()
-            existing.update(var)
+            env[next(i for i, other in enumerate(env) if other is existing)] = var
 
     mounts = _list(container, "volumeMounts", f'container "{name}" volumeMounts')
     by_mount_name = _named(mounts, f'container "{name}" volumeMounts')

@@ -4,14 +4,20 @@ Only ``admission.k8s.io/v1`` is accepted (the API server is told ``admissionRevi
 [v1]``). Anything that is not a well-formed review is a :class:`MalformedReview`, which the
 server answers with HTTP 400 and the reason, never a 5xx. A response echoes the request's uid;
 its ``patch`` is the base64 of a JSON Patch array.
+
+Reviews are read and answered with ``orjson``: it accepts strict JSON only (no ``NaN``, valid
+UTF-8, at most 1,024 levels deep, nothing after the document), names the line and column of what
+it rejects, and took the webhook from about 6,700 to 9,800 reviews per CPU-second
+(docs/webhook.md, Performance).
 """
 
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
+
+import orjson
 
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
@@ -66,14 +72,10 @@ def _field(obj: dict[str, Any], name: str, kind: type, where: str, *, required: 
     return value
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON value")
-
-
 def parse(body: bytes) -> Request:
     try:
-        review = json.loads(body, parse_constant=_no_constants)
-    except (ValueError, RecursionError) as err:
+        review = orjson.loads(body)
+    except orjson.JSONDecodeError as err:
         raise MalformedReview(f"body is not JSON: {err}") from None
     if not isinstance(review, dict):
         raise MalformedReview("body must be a JSON object (an AdmissionReview)")
@@ -109,7 +111,7 @@ def allowed(uid: str, *, patch: list[dict[str, Any]] | None = None, warnings: tu
     response: Response = {"uid": uid, "allowed": True}
     if patch:
         response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(json.dumps(patch, separators=(",", ":")).encode()).decode()
+        response["patch"] = base64.b64encode(orjson.dumps(patch)).decode()
     if warnings:
         response["warnings"] = list(warnings)
     return _review(response)

@@ -14,7 +14,6 @@ its deadline, so one huge pod cannot stall the other reviews or outlive the API 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -22,6 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -74,9 +74,7 @@ READY = web.AppKey("ready", list[bool])
 
 
 def _json(review: reviews.Review) -> web.Response:
-    return web.Response(
-        body=json.dumps(review, separators=(",", ":")).encode(), content_type="application/json"
-    )
+    return web.Response(body=orjson.dumps(review), content_type="application/json")
 
 
 def _malformed(config: WebhookConfig, reason: str) -> web.Response:
