@@ -2,13 +2,16 @@
 
 ``run.py`` runs them in the same benchmark run as ``leoflow webhook serve`` and the Go floor. They
 do what any aiohttp webhook must (TLS, HTTP/1.1, read and parse the body, answer) and nothing else:
-no checks, no mutation, no metrics. Two of them run:
+no checks, no mutation, no metrics. Three of them run:
 
 - ``aiohttp-noop`` allows without a patch: the least an aiohttp webhook can add here;
+- ``aiohttp-annotation-patch`` answers with one operation of Leoflow's patch, the annotation that
+  records the agent version. Any patch, however small, makes the API server apply it and decode
+  the result; this floor minus ``aiohttp-noop`` is that cost;
 - ``aiohttp-static-patch`` answers with a patch computed once before the run, the very patch
   Leoflow returns for the benchmark's pod, so the API server applies and stores the same mutated
   pod as with Leoflow. Leoflow minus this floor is Leoflow's own handling; this floor minus
-  ``aiohttp-noop`` is what the bigger pod costs the API server.
+  ``aiohttp-annotation-patch`` is what the bigger pod costs the API server.
 
 Usage: floor_aiohttp.py --name NAME --cert-file F --key-file F --port N [--patch-file F]
 """

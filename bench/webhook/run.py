@@ -8,8 +8,9 @@
    goal (at least 2,000) is judged on; ``limited_by`` says which side ran out first.
 2. Latency through the API server (skipped with ``--no-cluster``; see ``through_apiserver``):
    pods created one at a time, then at ``--rate`` (default 200/s), with no webhook, with
-   Leoflow's, and with two floors (an aiohttp and a Go/HTTP2 server that allow at once),
-   interleaved in one run; goal p99 added at most 5 ms at 200/s. When the API server cannot
+   Leoflow's, and with its floors (aiohttp and Go/HTTP2 servers that answer at once, without a
+   patch, with one annotation, or with Leoflow's patch computed beforehand), interleaved in one
+   run; goal p99 added at most 5 ms at 200/s. When the API server cannot
    absorb the rate even without a webhook, the goal is reported as not judged (null).
 
 Writes bench/results/webhook.json.
@@ -186,10 +187,15 @@ def through_api_server(args: argparse.Namespace, tls: servers.Tls, work: Path) -
     go_binary = servers.build_go_floor(work)
     patch_file = work / "static-patch.b64"
     patch_file.write_text(through_apiserver.leoflow_patch(servers.INJECTION, args.placement))
+    annotation_file = work / "annotation-patch.b64"
+    annotation_file.write_text(
+        through_apiserver.leoflow_patch(servers.INJECTION, args.placement, annotation_only=True)
+    )
     with bench_cluster() as state, contextlib.ExitStack() as stack:
         running = [
             stack.enter_context(servers.leoflow(tls)),
             stack.enter_context(servers.aiohttp_floor(tls, "aiohttp-noop")),
+            stack.enter_context(servers.aiohttp_floor(tls, "aiohttp-annotation-patch", annotation_file)),
             stack.enter_context(servers.aiohttp_floor(tls, "aiohttp-static-patch", patch_file)),
         ]
         if isinstance(go_binary, Path):

@@ -1,14 +1,15 @@
 """The latency a webhook adds to pod creation through the API server, beside its floors, in one run.
 
-Five conditions, chosen per pod by its labels through one MutatingWebhookConfiguration whose
+Six conditions, chosen per pod by its labels through one MutatingWebhookConfiguration whose
 entries all follow Leoflow's contract (``leoflow.webhook.registration``):
 
 - ``none``: no webhook matches, the baseline;
 - ``leoflow``: ``leoflow webhook serve`` (label ``leoflow.io/inject: "true"``), the real mutation;
 - the floors (label ``bench.leoflow.io/floor``), servers that answer at once: ``aiohttp-noop`` and
   ``go-http2-noop`` allow without a patch (the cost of calling any webhook here, over HTTP/1.1 and
-  over HTTP/2), ``aiohttp-static-patch`` returns Leoflow's patch computed beforehand (the cost of
-  the API server applying and storing the bigger, mutated pod).
+  over HTTP/2); ``aiohttp-annotation-patch`` returns only the patch's annotation operation (what
+  the API server pays to apply any patch at all); ``aiohttp-static-patch`` returns Leoflow's whole
+  patch computed beforehand (that, plus storing the bigger, mutated pod).
 
 Pods are created open-loop at ``rate`` in blocks; every round runs one block per condition, in an
 order rotated each round, so drift (other tenants' load on a shared machine, the growing pod
@@ -117,12 +118,16 @@ async def pod_writer(settings: Configuration) -> tuple[aiohttp.ClientSession, di
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=0)), headers
 
 
-def leoflow_patch(settings: InjectionSettings, placement: str) -> str:
-    """The base64 JSON Patch Leoflow answers for the benchmark's pod, as the response carries it."""
+def leoflow_patch(settings: InjectionSettings, placement: str, *, annotation_only: bool = False) -> str:
+    """The base64 JSON Patch Leoflow answers for the benchmark's pod, as the response carries it;
+    with ``annotation_only``, just its operation on the annotations (one op: the agent version)."""
     mutation = inject(condition_pod(LEOFLOW, "any", placement), settings)
     if isinstance(mutation, Denial):
         raise SystemExit(f"the benchmark's pod is denied by the mutation: {mutation.message}")
-    return reviews.allowed("any", patch=mutation.patch)["response"]["patch"]
+    patch = mutation.patch
+    if annotation_only:
+        patch = [op for op in patch if op["path"].startswith("/metadata/annotations")]
+    return reviews.allowed("any", patch=patch)["response"]["patch"]
 
 
 def configuration(name: str, namespace: str, servers: Sequence[Server], ca: bytes) -> dict[str, Any]:
