@@ -27,24 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from leoflow.agent_inject import agentpath, entrypoints, names, patches
+from leoflow.agent_inject.fragments import Fragments
 from leoflow.agent_inject.settings import InjectionSettings
 
 JsonObject = dict[str, Any]
-
-# Equal requests and limits, so a Guaranteed pod stays Guaranteed; the copy is a few ms of CPU.
-_INIT_RESOURCES: JsonObject = {
-    "requests": {"cpu": "100m", "memory": "32Mi"},
-    "limits": {"cpu": "100m", "memory": "32Mi"},
-}
-# The agent image holds one static binary: it runs as any user, and the emptyDir is world-writable.
-_INIT_SECURITY_CONTEXT: JsonObject = {
-    "runAsNonRoot": True,
-    "runAsUser": 65532,
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
 
 
 @dataclass(frozen=True)
@@ -75,7 +61,8 @@ def wants_injection(pod: Mapping[str, Any]) -> bool:
 
 def inject(pod: Mapping[str, Any], settings: InjectionSettings) -> Injection | Denial:
     """Mutates a copy of ``pod``; pods without ``leoflow.io/inject: "true"`` come back unchanged.
-    ``pod`` is never written; the mutated pod shares with it every part the mutation leaves alone."""
+    ``pod`` is never written. The mutated pod shares with it every part the mutation leaves alone,
+    and with every other mutated pod what it adds (``fragments``): read it, never write into it."""
     original = dict(pod)
     metadata = original.get("metadata")
     if isinstance(metadata, dict) and "managedFields" in metadata:
@@ -124,15 +111,6 @@ def _writable_container(container: Any) -> Any:
         if isinstance(copy.get(appended), list):
             copy[appended] = list(copy[appended])
     return copy
-
-
-def _clone(value: Any) -> Any:
-    # Pods arrive as parsed JSON: dicts, lists and scalars. This is several times faster than deepcopy.
-    if isinstance(value, dict):
-        return {k: _clone(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clone(v) for v in value]
-    return value
 
 
 def _object(parent: JsonObject, key: str, where: str) -> JsonObject:
@@ -229,18 +207,19 @@ def _mutate(pod: JsonObject, settings: InjectionSettings) -> list[str]:
         container["command"] = argv
         container.pop("args", None)
     copied = any(agent == settings.agent_path for agent in agent_paths.values())
+    fragments = settings.fragments
     for name in selected:
         warnings.extend(
-            _equip(by_name[name], name, settings, copied=agent_paths[name] == settings.agent_path)
+            _equip(by_name[name], name, fragments, copied=agent_paths[name] == settings.agent_path)
         )
 
     if copied:
         init_containers = _list(spec, "initContainers", "spec.initContainers")
         if names.INIT_CONTAINER not in _named(init_containers, "spec.initContainers"):
-            init_containers.insert(0, _init_container(settings))
+            init_containers.insert(0, fragments.init_container)
     volumes = _list(spec, "volumes", "spec.volumes")
     present = _named(volumes, "spec.volumes")
-    for volume in _volumes(settings, copied=copied):
+    for volume in fragments.volumes[copied]:
         if volume["name"] not in present:
             volumes.append(volume)
 
@@ -288,37 +267,7 @@ def _selected(annotations: JsonObject, by_name: dict[str, JsonObject]) -> list[s
     return list(dict.fromkeys(chosen))
 
 
-def _agent_env(settings: InjectionSettings, container: str) -> list[JsonObject]:
-    """The env the agent cannot find in the pod's files; a directory only where it is not the
-    agent's default."""
-    env: list[JsonObject] = [{"name": names.CONTROLLER_ADDR_ENV, "value": settings.controller_addr}]
-    if settings.identity_dir != names.IDENTITY_DIR:
-        env.append({"name": names.IDENTITY_DIR_ENV, "value": settings.identity_dir})
-    if settings.outputs_dir != names.OUTPUTS_DIR:
-        env.append({"name": names.OUTPUTS_DIR_ENV, "value": settings.outputs_dir})
-    env.append({"name": names.CONTAINER_ENV, "value": container})
-    return env
-
-
-def _derived_env(settings: InjectionSettings) -> dict[str, JsonObject]:
-    """What the agent takes from the pod itself, as the env an earlier version of this mutation
-    set for it (the API server defaults ``fieldRef.apiVersion``, so reviews carry it)."""
-
-    def field(path: str) -> JsonObject:
-        return {"valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
-
-    env = [{"name": var, **field(path)} for var, _, path in names.POD_FIELDS]
-    env += [{"name": var, **field(f"metadata.labels['{label}']")} for var, label in names.IDENTITY_LABELS]
-    env.append({"name": names.TOKEN_FILE_ENV, "value": settings.token_file})
-    if settings.ca_configmap is not None:
-        # Without a CA ConfigMap a container's own CA bundle is its business, as it always was.
-        env.append({"name": names.CA_FILE_ENV, "value": settings.ca_file})
-    if settings.outputs_dir == names.OUTPUTS_DIR:
-        env.append({"name": names.OUTPUTS_DIR_ENV, "value": settings.outputs_dir})
-    return {var["name"]: var for var in env}
-
-
-def _equip(container: JsonObject, name: str, settings: InjectionSettings, *, copied: bool) -> list[str]:
+def _equip(container: JsonObject, name: str, fragments: Fragments, *, copied: bool) -> list[str]:
     """Adds the agent's env and mounts (the binary's volume only when ``copied``).
 
     A user's own value for one of our env names is replaced. The agent prefers env to the pod's
@@ -329,14 +278,14 @@ def _equip(container: JsonObject, name: str, settings: InjectionSettings, *, cop
     warnings: list[str] = []
     env = _list(container, "env", f'container "{name}" env')
     positions = _named(env, f'container "{name}" env')
-    derived = _derived_env(settings)
+    derived = fragments.derived_env
     overriding = [var for var in env if var["name"] in derived and var != derived[var["name"]]]
     for var in overriding:
         warnings.append(f'container "{name}": env {var["name"]} removed: the agent takes it from the pod')
     if overriding:
         # The names we set are not among the derived ones, so ``positions`` still holds for them.
         env[:] = [var for var in env if all(var is not other for other in overriding)]
-    for var in _agent_env(settings, name):
+    for var in (*fragments.agent_env, {"name": names.CONTAINER_ENV, "value": name}):
         existing = positions.get(var["name"])
         if existing is None:
             env.append(var)
@@ -347,7 +296,7 @@ def _equip(container: JsonObject, name: str, settings: InjectionSettings, *, cop
     mounts = _list(container, "volumeMounts", f'container "{name}" volumeMounts')
     by_mount_name = _named(mounts, f'container "{name}" volumeMounts')
     paths = {m["mountPath"]: m["name"] for m in mounts if isinstance(m.get("mountPath"), str)}
-    for mount in _mounts(settings, copied=copied):
+    for mount in fragments.mounts[copied]:
         if mount["name"] in by_mount_name:
             continue
         taken_by = paths.get(mount["mountPath"])
@@ -358,64 +307,3 @@ def _equip(container: JsonObject, name: str, settings: InjectionSettings, *, cop
             )
         mounts.append(mount)
     return warnings
-
-
-def _mounts(settings: InjectionSettings, *, copied: bool) -> list[JsonObject]:
-    binary = [{"name": names.BIN_VOLUME, "mountPath": settings.bin_dir, "readOnly": True}] if copied else []
-    return [
-        *binary,
-        {"name": names.IDENTITY_VOLUME, "mountPath": settings.identity_dir, "readOnly": True},
-        {"name": names.OUTPUTS_VOLUME, "mountPath": settings.outputs_dir},
-    ]
-
-
-def _init_container(settings: InjectionSettings) -> JsonObject:
-    return {
-        "name": names.INIT_CONTAINER,
-        "image": settings.agent_image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": [names.IMAGE_AGENT_PATH, "install", settings.bin_dir],
-        "volumeMounts": [{"name": names.BIN_VOLUME, "mountPath": settings.bin_dir}],
-        "resources": _clone(_INIT_RESOURCES),
-        "securityContext": _clone(_INIT_SECURITY_CONTEXT),
-        # The install step says why it failed on stderr; without this the pod status (and so
-        # the task's failure message) carries only the exit code.
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
-
-
-def _volumes(settings: InjectionSettings, *, copied: bool) -> list[JsonObject]:
-    sources: list[JsonObject] = [
-        {
-            "serviceAccountToken": {
-                "audience": names.TOKEN_AUDIENCE,
-                "expirationSeconds": settings.token_expiry_seconds,
-                "path": names.TOKEN_FILE,
-            }
-        },
-        # Once per pod, where env would be once per wrapped container. ``apiVersion`` is left
-        # for the API server to default.
-        {
-            "downwardAPI": {
-                "items": [
-                    {"path": path, "fieldRef": {"fieldPath": field}} for path, field in names.DOWNWARD_FILES
-                ]
-            }
-        },
-    ]
-    if settings.ca_configmap is not None:
-        sources.append(
-            {
-                "configMap": {
-                    "name": settings.ca_configmap,
-                    "items": [{"key": names.CA_FILE, "path": names.CA_FILE}],
-                    "optional": True,
-                }
-            }
-        )
-    binary = [{"name": names.BIN_VOLUME, "emptyDir": {}}] if copied else []
-    return [
-        *binary,
-        {"name": names.IDENTITY_VOLUME, "projected": {"sources": sources}},
-        {"name": names.OUTPUTS_VOLUME, "emptyDir": {}},
-    ]

@@ -9,10 +9,12 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 
 from leoflow import __version__
 from leoflow.agent_inject import agentpath, names
+from leoflow.agent_inject.fragments import Fragments
 
 # The API server refuses projected tokens that live shorter than ten minutes.
 MIN_TOKEN_EXPIRY_SECONDS = 600
@@ -90,12 +92,17 @@ class InjectionSettings:
         object.__setattr__(self, "image_entrypoints", MappingProxyType(dict(self.image_entrypoints)))
         object.__setattr__(self, "agent_in_image", MappingProxyType(dict(self.agent_in_image)))
 
+    @cached_property
+    def fragments(self) -> Fragments:
+        """What the mutation adds that these settings alone decide, built on first use."""
+        return Fragments.of(self)
+
     @property
     def mounted_dirs(self) -> tuple[str, str, str]:
         """Where the injection mounts volumes in a wrapped container."""
         return (self.bin_dir, self.identity_dir, self.outputs_dir)
 
-    @property
+    @cached_property
     def agent_path(self) -> str:
         return posixpath.join(self.bin_dir, "leoflow-agent")
 

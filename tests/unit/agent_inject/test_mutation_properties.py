@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leoflow.agent_inject import Denial, Injection, inject
+from leoflow.agent_inject.fragments import Fragments
 
 from .pods import AGENT, SETTINGS
 
@@ -111,6 +112,20 @@ def test_mutating_twice_equals_mutating_once_with_or_without_the_version_annotat
     assert isinstance(again, Injection)
     assert again.pod == once.pod
     assert not any("env" in w for w in again.warnings)
+
+
+@settings(max_examples=300, deadline=None)
+@given(pods())
+def test_mutations_never_write_into_the_fragments_every_mutated_pod_shares(pod: dict[str, Any]) -> None:
+    once = inject(pod, SETTINGS)
+    if isinstance(once, Denial):
+        return
+    stripped = copy.copy(once.pod)
+    stripped["metadata"] = {**once.pod["metadata"], "annotations": {}}
+    for again in (once.pod, stripped):
+        inject(again, SETTINGS)
+    jsonpatch.apply_patch(pod, once.patch)
+    assert SETTINGS.fragments == Fragments.of(SETTINGS)
 
 
 @settings(max_examples=300, deadline=None)
