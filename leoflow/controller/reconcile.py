@@ -332,6 +332,10 @@ class RunReconciler:
             return written
         return cached
 
+    def cached_definition(self, view: RunView) -> DagSpec | None:
+        """The run's pinned definition if it is already in memory; never reads it."""
+        return self._definitions.get((view.namespace, view.status.definitionHash or ""))
+
     async def definition_for(self, namespace: str, dag: str, hash_: str) -> DagSpec | None:
         """The pinned definition (snapshot ConfigMap), cached in memory by hash."""
         cached = self._definitions.get((namespace, hash_))
@@ -719,7 +723,7 @@ class RunReconciler:
             view = run_view(obj, self.settings.run_defaults)
         except RunViewError:
             return
-        dag = self._definitions.get((view.namespace, view.status.definitionHash or ""))
+        dag = self.cached_definition(view)
         interrupted = any(
             isinstance(r, AgentTerminating) and (r.task, r.item, r.attempt) == (task, None, attempt)
             for r in self._reports.get(key, ())
@@ -980,7 +984,7 @@ class RunReconciler:
         succeeded pod may need deleting: a restarted controller's cache is empty, and the many
         finished runs of a resync would otherwise each cost a read."""
         hash_ = view.status.definitionHash or ""
-        cached = self._definitions.get((view.namespace, hash_))
+        cached = self.cached_definition(view)
         if cached is not None or not hash_ or not self.settings.cleanup.delete_succeeded:
             return cached
         pods = self.run_pods(key)

@@ -190,6 +190,21 @@ class Harness:
         items: list[dict[str, Any]] = json.loads(out)["items"]
         return items
 
+    async def wait_pod(
+        self, run: str, matches: Callable[[dict[str, Any]], bool], what: str, within: float = 60
+    ) -> dict[str, Any]:
+        """The first pod of ``run`` that ``matches``; fails naming ``what`` was awaited."""
+        deadline = time.monotonic() + within
+        while True:
+            pods = await self.pods(run)
+            for pod in pods:
+                if matches(pod):
+                    return pod
+            if time.monotonic() > deadline:
+                names = [p["metadata"]["name"] for p in pods]
+                raise AssertionError(f"no pod of {run} {what} within {within:g}s; its pods: {names}")
+            await asyncio.sleep(0.2)
+
     async def wait_until_no_pods(self, run: str, within: float = 30) -> None:
         deadline = time.monotonic() + within
         while pods := await self.pods(run):

@@ -35,13 +35,12 @@ async def _start(harness: Harness) -> None:
 
 async def _running_pod(harness: Harness, run: str, attempt: int = 1) -> dict[str, Any]:
     """The attempt's pod once the kubelet (KWOK) reports it Running."""
-    for _ in range(200):
-        for pod in await harness.pods(run):
-            labels = pod["metadata"]["labels"]
-            if labels[ATTEMPT_LABEL] == str(attempt) and pod.get("status", {}).get("phase") == "Running":
-                return pod
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"attempt {attempt} of {run} never ran; pods: {await harness.pods(run)}")
+
+    def running(pod: dict[str, Any]) -> bool:
+        attempt_of = pod["metadata"]["labels"][ATTEMPT_LABEL]
+        return attempt_of == str(attempt) and pod.get("status", {}).get("phase") == "Running"
+
+    return await harness.wait_pod(run, running, f"of attempt {attempt} Running")
 
 
 async def _first_attempt_running(harness: Harness, dag: str) -> dict[str, Any]:

@@ -72,12 +72,10 @@ async def add_unmanaged_node(harness: Harness, pool: str, name: str) -> None:
 
 
 async def _bound_pod(harness: Harness, run: str, node: str) -> dict[str, Any]:
-    for _ in range(200):
-        for pod in await harness.pods(run):
-            if pod["metadata"]["labels"][ATTEMPT_LABEL] == "1" and pod["spec"].get("nodeName") == node:
-                return pod
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"attempt 1 of {run} never bound to {node}: {await harness.pods(run)}")
+    def bound(pod: dict[str, Any]) -> bool:
+        return pod["metadata"]["labels"][ATTEMPT_LABEL] == "1" and pod["spec"].get("nodeName") == node
+
+    return await harness.wait_pod(run, bound, f"of attempt 1 bound to {node}")
 
 
 async def _play_kubelet_running(harness: Harness, pod: dict[str, Any]) -> None:

@@ -53,12 +53,9 @@ async def _prepared(harness: Harness) -> tuple[RunReportSink, dict[str, Any], di
 
 
 async def _pod_of(harness: Harness, task: str) -> dict[str, Any]:
-    async with asyncio.timeout(30):
-        while True:
-            pods = [p for p in await harness.pods("r1") if p["metadata"]["labels"]["leoflow.io/task"] == task]
-            if pods:
-                return pods[0]
-            await asyncio.sleep(0.1)
+    return await harness.wait_pod(
+        "r1", lambda p: p["metadata"]["labels"]["leoflow.io/task"] == task, f"for task {task}", within=30
+    )
 
 
 async def test_pods_without_the_agent_get_no_pod_ahead_of_their_upstreams_end(harness: Harness) -> None:
