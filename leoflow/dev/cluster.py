@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from leoflow.dev import kwok
+from leoflow.dev import etcdspace, kwok
 from leoflow.dev.binaries import Binaries, ensure_binaries
 from leoflow.dev.containerd import NodePaths
 from leoflow.dev.node import NodeEnvironment, NodeError, real_node_pids, start_real_node, stop_real_node
@@ -247,10 +247,20 @@ def _start_etcd(layout: Layout, binaries: Binaries, state: ClusterState) -> None
             f"--initial-advertise-peer-urls=http://127.0.0.1:{p.etcd_peer}",
             f"--initial-cluster=leoflow=http://127.0.0.1:{p.etcd_peer}",
             "--unsafe-no-fsync=true",
+            f"--quota-backend-bytes={etcdspace.QUOTA_BYTES}",
             "--log-level=warn",
         ],
     )
-    wait_http(layout, "etcd", f"http://127.0.0.1:{p.etcd}/health", timeout=30)
+    # A NOSPACE alarm persists across restarts; _reclaim_etcd_space lifts it once etcd answers.
+    wait_http(layout, "etcd", f"http://127.0.0.1:{p.etcd}/health?exclude={etcdspace.NOSPACE}", timeout=30)
+    _reclaim_etcd_space(state)
+
+
+def _reclaim_etcd_space(state: ClusterState) -> None:
+    try:
+        etcdspace.reclaim(f"http://127.0.0.1:{state.ports.etcd}")
+    except etcdspace.EtcdMaintenanceError as err:
+        raise ClusterError(f"etcd space could not be reclaimed: {err}") from None
 
 
 def _start_apiserver(layout: Layout, binaries: Binaries, state: ClusterState, pki: Pki) -> None:
@@ -416,6 +426,7 @@ def up(options: UpOptions) -> ClusterState:
     existing = ClusterState.load(home)
     if existing is not None and _healthy(existing, layout):
         log.info("cluster already up", extra={"home": str(home)})
+        _reclaim_etcd_space(existing)
         return existing
     if existing is not None:
         log.warning("cluster partly running; restarting it on its existing data", extra={"home": str(home)})

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -182,3 +183,34 @@ def test_kubeconfig_prints_the_admin_kubeconfig_path(cluster: ClusterHandle) -> 
     config = Path(result.stdout.strip())
     assert config == cluster.kubeconfig
     assert json.loads(cluster.kubectl("get", "--raw", "/version").stdout)["gitVersion"].startswith("v1.")
+
+
+def _etcd_alarm(handle: ClusterHandle, action: str) -> None:
+    base = f"http://127.0.0.1:{handle.state.ports.etcd}"
+
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        request = urllib.request.Request(f"{base}{path}", data=json.dumps(body).encode())
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+        return answer
+
+    member = post("/v3/maintenance/status", {})["header"]["member_id"]
+    post("/v3/maintenance/alarm", {"action": action, "memberID": member, "alarm": "NOSPACE"})
+
+
+def test_up_lifts_an_etcd_space_alarm_so_a_long_lived_cluster_takes_writes_again(
+    cluster: ClusterHandle,
+) -> None:
+    name = f"space-{uuid.uuid4().hex[:6]}"
+    _etcd_alarm(cluster, "ACTIVATE")
+    try:
+        refused = cluster.kubectl("create", "configmap", name, "-n", "default", check=False)
+        assert "database space exceeded" in refused.stderr
+        apiserver = pid_of(Layout(cluster.home), "kube-apiserver")
+        result = run_cli("dev", "up", "--home", str(cluster.home))
+        assert result.returncode == 0, result.stderr
+        assert pid_of(Layout(cluster.home), "kube-apiserver") == apiserver, "kept, not restarted"
+        cluster.kubectl("create", "configmap", name, "-n", "default")
+    finally:
+        _etcd_alarm(cluster, "DEACTIVATE")
+        cluster.kubectl("delete", "configmap", name, "-n", "default", "--ignore-not-found", check=False)
