@@ -11,7 +11,8 @@
    Leoflow's, and with its floors (aiohttp and Go/HTTP2 servers that answer at once, without a
    patch, with one annotation, or with Leoflow's patch computed beforehand), interleaved in one
    run; goal p99 added at most 5 ms at 200/s. When the API server cannot
-   absorb the rate even without a webhook, the goal is reported as not judged (null).
+   absorb the rate even without a webhook, or a floor beats the baseline by more than 1 ms (its
+   blocks were disturbed), the goal is reported as not judged (null).
 
 Writes bench/results/webhook.json.
 """
@@ -194,6 +195,7 @@ def through_api_server(args: argparse.Namespace, tls: servers.Tls, work: Path) -
     with bench_cluster() as state, contextlib.ExitStack() as stack:
         running = [
             stack.enter_context(servers.leoflow(tls)),
+            stack.enter_context(servers.leoflow(tls, name=through_apiserver.PREINJECTED)),
             stack.enter_context(servers.aiohttp_floor(tls, "aiohttp-noop")),
             stack.enter_context(servers.aiohttp_floor(tls, "aiohttp-annotation-patch", annotation_file)),
             stack.enter_context(servers.aiohttp_floor(tls, "aiohttp-static-patch", patch_file)),
@@ -213,6 +215,7 @@ def through_api_server(args: argparse.Namespace, tls: servers.Tls, work: Path) -
                 block_seconds=args.block_seconds,
                 serial=SERIAL_CREATES,
                 placement=args.placement,
+                injection=servers.INJECTION,
             )
         )
     if isinstance(go_binary, str):

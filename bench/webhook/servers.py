@@ -78,14 +78,14 @@ def running(name: str, argv: list[str], port: int, cpu: int | None = None) -> It
         process.wait(10)
 
 
-def leoflow(tls: Tls, cpu: int | None = None) -> AbstractContextManager[Server]:
+def leoflow(tls: Tls, cpu: int | None = None, name: str = "leoflow") -> AbstractContextManager[Server]:
     port = free_port()
     serve = [
         *("webhook", "serve", "--cert-file", str(tls.cert), "--key-file", str(tls.key)),
         *("--port", str(port), "--agent-image", INJECTION.agent_image),
         *("--controller-addr", INJECTION.controller_addr),
     ]
-    return running("leoflow", [sys.executable, "-m", "leoflow", *serve], port, cpu)
+    return running(name, [sys.executable, "-m", "leoflow", *serve], port, cpu)
 
 
 def aiohttp_floor(tls: Tls, name: str, patch_file: Path | None = None) -> AbstractContextManager[Server]:
