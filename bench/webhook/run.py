@@ -8,11 +8,12 @@
    goal (at least 2,000) is judged on; ``limited_by`` says which side ran out first.
 2. Latency through the API server (skipped with ``--no-cluster``; see ``through_apiserver``):
    pods created one at a time, then at ``--rate`` (default 200/s), with no webhook, with
-   Leoflow's, and with its floors (aiohttp and Go/HTTP2 servers that answer at once, without a
-   patch, with one annotation, or with Leoflow's patch computed beforehand), interleaved in one
-   run; goal p99 added at most 5 ms at 200/s. When the API server cannot
-   absorb the rate even without a webhook, or a floor beats the baseline by more than 1 ms (its
-   blocks were disturbed), the goal is reported as not judged (null).
+   Leoflow's (and with Leoflow's for pods that arrive already injected), and with its floors
+   (aiohttp and Go/HTTP2 servers that answer at once, without a patch, with one annotation, or
+   with Leoflow's patch computed beforehand), interleaved in one run; goal p99 added at most
+   5 ms at 200/s. When the API server cannot absorb the rate even without a webhook, or a floor
+   beats the baseline by more than 1 ms (its blocks were disturbed), the goal is reported as not
+   judged (null).
 
 Writes bench/results/webhook.json.
 """
