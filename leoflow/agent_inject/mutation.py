@@ -95,9 +95,7 @@ def _writable(pod: JsonObject) -> JsonObject:
         spec = mutated["spec"] = dict(spec)
         if isinstance(spec.get("containers"), list):
             spec["containers"] = [_writable_container(container) for container in spec["containers"]]
-        for appended in ("initContainers", "volumes"):
-            if isinstance(spec.get(appended), list):
-                spec[appended] = list(spec[appended])
+        _copy_lists(spec, ("initContainers", "volumes"))
     return mutated
 
 
@@ -107,10 +105,15 @@ def _writable_container(container: Any) -> Any:
     if not isinstance(container, dict):
         return container
     copy = dict(container)
-    for appended in ("env", "volumeMounts"):
-        if isinstance(copy.get(appended), list):
-            copy[appended] = list(copy[appended])
+    _copy_lists(copy, ("env", "volumeMounts"))
     return copy
+
+
+def _copy_lists(obj: JsonObject, keys: tuple[str, ...]) -> None:
+    """Replaces the lists under ``keys`` with copies, so writing to them leaves the originals."""
+    for key in keys:
+        if isinstance(obj.get(key), list):
+            obj[key] = list(obj[key])
 
 
 def _object(parent: JsonObject, key: str, where: str) -> JsonObject:

@@ -81,7 +81,8 @@ def space_of(status: dict[str, Any], alarms: dict[str, Any]) -> Space:
         raise EtcdMaintenanceError(f"etcd status without {err}: {status}") from None
 
 
-def _call(base: str, path: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+def call(base: str, path: str, body: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
+    """POSTs ``body`` to one of etcd's JSON-gateway endpoints at ``base`` and returns the answer."""
     request = urllib.request.Request(
         f"{base}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
     )
@@ -96,8 +97,8 @@ def _call(base: str, path: str, body: dict[str, Any], timeout: float) -> dict[st
 
 
 def _space(base: str, timeout: float) -> Space:
-    status = _call(base, "/v3/maintenance/status", {}, timeout)
-    return space_of(status, _call(base, "/v3/maintenance/alarm", {"action": "GET"}, timeout))
+    status = call(base, "/v3/maintenance/status", {}, timeout)
+    return space_of(status, call(base, "/v3/maintenance/alarm", {"action": "GET"}, timeout))
 
 
 def reclaim(client_url: str, *, timeout: float = 120.0) -> Maintenance:
@@ -107,17 +108,17 @@ def reclaim(client_url: str, *, timeout: float = 120.0) -> Maintenance:
     target = compaction_target(before.revision)
     if target is not None:
         try:
-            _call(base, "/v3/kv/compaction", {"revision": target, "physical": True}, timeout)
+            call(base, "/v3/kv/compaction", {"revision": target, "physical": True}, timeout)
         except EtcdMaintenanceError as err:
             # Already compacted past it: nothing older is left to drop.
             if "compacted" not in str(err):
                 raise
     todo = after_compaction(_space(base, timeout), target)
     if todo.defragment:
-        _call(base, "/v3/maintenance/defragment", {}, timeout)
+        call(base, "/v3/maintenance/defragment", {}, timeout)
     if todo.disarm:
         alarm = {"action": "DEACTIVATE", "memberID": before.member_id, "alarm": NOSPACE}
-        _call(base, "/v3/maintenance/alarm", alarm, timeout)
+        call(base, "/v3/maintenance/alarm", alarm, timeout)
     if todo.defragment or todo.disarm:
         log.info(
             "etcd space reclaimed",

@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
-from leoflow.dev import cluster, kwok
+from leoflow.dev import cluster, etcdspace, kwok
 from leoflow.dev.processes import Layout, pid_of, port_in_use
 from leoflow.dev.testing import ClusterHandle
 
@@ -187,15 +186,8 @@ def test_kubeconfig_prints_the_admin_kubeconfig_path(cluster: ClusterHandle) -> 
 
 def _etcd_alarm(handle: ClusterHandle, action: str) -> None:
     base = f"http://127.0.0.1:{handle.state.ports.etcd}"
-
-    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-        request = urllib.request.Request(f"{base}{path}", data=json.dumps(body).encode())
-        with urllib.request.urlopen(request, timeout=30) as response:
-            answer: dict[str, Any] = json.loads(response.read())
-        return answer
-
-    member = post("/v3/maintenance/status", {})["header"]["member_id"]
-    post("/v3/maintenance/alarm", {"action": action, "memberID": member, "alarm": "NOSPACE"})
+    member = etcdspace.call(base, "/v3/maintenance/status", {})["header"]["member_id"]
+    etcdspace.call(base, "/v3/maintenance/alarm", {"action": action, "memberID": member, "alarm": "NOSPACE"})
 
 
 def test_up_lifts_an_etcd_space_alarm_so_a_long_lived_cluster_takes_writes_again(
