@@ -28,6 +28,15 @@ share within 5 ms answers the goal directly), CPU milliseconds per create of eve
 busy the machine was, the client's event-loop lag (is the client itself late?), each condition's
 p99 per block (one disturbed block moves a pooled p99), and for Leoflow its own handling time and
 TLS handshakes (connection churn).
+
+What sets the p99 on a two-core machine is the API server's garbage collector. Each cycle marks
+a heap of a few hundred MB (every pod created so far sits in its watch cache) for 0.3 to 1.4 s of
+CPU, and its idle-time mark workers take every core they find: creates in flight then wait 10 to
+40 ms, with a webhook or without. A cycle starts every 3 to 11 s, so a 2.5 s block either catches
+one or not, and a block's p99 mostly says which (docs/webhook.md, eighth session). What each
+condition costs the API server is therefore also reported as the bytes it allocates per create
+(``go_memstats_alloc_bytes_total`` read between blocks), which the collector's work follows and
+which no collection's timing moves.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import ssl
 import statistics
 import sys
@@ -67,6 +77,8 @@ FLOOR_LABEL = "bench.leoflow.io/floor"
 CLUSTER_PROCESSES = ("kube-apiserver", "etcd", "kube-scheduler", "kube-controller-manager", "kwok")
 APISERVER_WEBHOOK_HISTOGRAM = "apiserver_admission_webhook_admission_duration_seconds"
 LEOFLOW_REVIEW_HISTOGRAM = "leoflow_webhook_review_duration_seconds"
+KIB = 1024
+ALLOCATED = re.compile(rb"^go_memstats_alloc_bytes_total (\S+)$", re.MULTILINE)
 GOAL_ADDED_P99_MS = 5.0
 BASELINE_SLACK_MS = 1.0
 
@@ -193,6 +205,8 @@ class Tally:
     lag: list[float] = field(default_factory=list)
     failures: int = 0
     block_p99_ms: list[float] = field(default_factory=list)
+    # Bytes the API server allocated per create, block by block.
+    apiserver_allocated: list[float] = field(default_factory=list)
 
     def add_cpu(self, before: dict[str, float], after: dict[str, float]) -> None:
         for name, value in after.items():
@@ -285,6 +299,23 @@ def describe_histogram(before: dict[float, float], after: dict[float, float]) ->
     }
 
 
+async def apiserver_metrics(api: client.ApiClient) -> bytes:
+    response = await api.call_api("/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False)
+    text: bytes = await response.read()
+    response.release()
+    return text
+
+
+async def apiserver_allocated_bytes(api: client.ApiClient) -> float:
+    """Bytes the API server has allocated since it started. The collector's work grows with them,
+    so unlike the CPU of a block (which a collection lands in or not) they say what each create
+    costs it. Its /metrics is about 3 MB: a regular expression spares the client parsing it."""
+    found = ALLOCATED.search(await apiserver_metrics(api))
+    if found is None:
+        raise RuntimeError("the API server's /metrics has no go_memstats_alloc_bytes_total")
+    return float(found[1])
+
+
 @dataclass
 class Scrapes:
     apiserver: str
@@ -292,9 +323,7 @@ class Scrapes:
 
 
 async def scrape(api: client.ApiClient, session: aiohttp.ClientSession, leoflow: Server) -> Scrapes:
-    response = await api.call_api("/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False)
-    apiserver = (await response.read()).decode()
-    response.release()
+    apiserver = (await apiserver_metrics(api)).decode()
     async with session.get(f"https://127.0.0.1:{leoflow.port}/metrics") as own:
         return Scrapes(apiserver, await own.text())
 
@@ -394,6 +423,10 @@ async def measure(
         per_block = max(1, round(rate * block_seconds))
         rounds = max(1, -(-pods // per_block))
         before = await scrape(api, session, leoflow)
+        # What one read of the counter allocates itself, taken off every block's figure.
+        allocated = await apiserver_allocated_bytes(api)
+        allocated, first = await apiserver_allocated_bytes(api), allocated
+        reading = allocated - first
         for r in range(rounds):
             for condition in conditions[r % len(conditions) :] + conditions[: r % len(conditions)]:
                 tally = tallies[condition]
@@ -405,6 +438,8 @@ async def measure(
                 tally.block_p99_ms.append(summary_ms(latencies)["p99_ms"])
                 tally.failures += failures
                 tally.lag += probe.samples[lag_mark:]
+                allocated, before_block = await apiserver_allocated_bytes(api), allocated
+                tally.apiserver_allocated.append((allocated - before_block - reading) / per_block)
         after = await scrape(api, session, leoflow)
         lag_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -487,6 +522,12 @@ def report(
                 for name, seconds in sorted(tally.cpu.items())
             },
             "client_loop_lag": summary_ms(tally.lag),
+            # The median of the blocks: a block the API server did something else in (a relist, say)
+            # cannot move it.
+            "apiserver_kb_allocated_per_create": round(statistics.median(tally.apiserver_allocated) / KIB, 1),
+            "apiserver_kb_allocated_per_create_by_block": [
+                round(per_create / KIB, 1) for per_create in tally.apiserver_allocated
+            ],
         }
         if condition != NONE:
             entry["added_p50_ms"] = round(latency["p50_ms"] - base["p50_ms"], 3)
