@@ -1,9 +1,11 @@
 """What the mutation adds to a pod, built once per settings rather than once per review.
 
 The init container, the volumes, the mounts and the env the agent needs depend on the
-installation's settings alone. Built per review they were a third of the mutation's work, and on
-the admission path that work competes with the API server for its cores (docs/webhook.md,
-Performance). :class:`Fragments` builds them once; ``InjectionSettings.fragments`` caches it.
+installation's settings alone (the init container's resources also on which of CPU and memory the
+pod declares: four variants, built up front). Built per review they were a third of the
+mutation's work, and on the admission path that work competes with the API server for its cores
+(docs/webhook.md, Performance). :class:`Fragments` builds them once;
+``InjectionSettings.fragments`` caches it.
 
 Every mutated pod shares these objects, so nothing may write into them: the mutation inserts and
 appends them into lists it copied, and a mutated pod is read, never written (``inject`` says so).
@@ -22,11 +24,11 @@ if TYPE_CHECKING:
 
 JsonObject = dict[str, Any]
 
-# Equal requests and limits, so a Guaranteed pod stays Guaranteed; the copy is a few ms of CPU.
-_INIT_RESOURCES: JsonObject = {
-    "requests": {"cpu": "100m", "memory": "32Mi"},
-    "limits": {"cpu": "100m", "memory": "32Mi"},
-}
+# What the copy needs (a few ms of CPU), as equal requests and limits so a Guaranteed pod stays
+# Guaranteed. Declared only for the resources some container of the pod declares (see
+# ``Fragments.init_containers``).
+_INIT_RESOURCES: Mapping[str, str] = {"cpu": "100m", "memory": "32Mi"}
+RESOURCES = frozenset(_INIT_RESOURCES)
 # The agent image holds one static binary: it runs as any user, and the emptyDir is world-writable.
 _INIT_SECURITY_CONTEXT: JsonObject = {
     "runAsNonRoot": True,
@@ -42,6 +44,12 @@ _INIT_SECURITY_CONTEXT: JsonObject = {
 class Fragments:
     """The parts of an injected pod that only the settings decide.
 
+    ``init_containers`` is keyed by the resources (of ``RESOURCES``) the pod's own containers
+    declare: the init container declares those and no others. So the injection never changes the
+    pod's QoS class: a BestEffort pod stays BestEffort and reserves nothing on its node for the
+    copy, a Guaranteed one stays Guaranteed, and a namespace whose ResourceQuota demands a resource
+    of every container finds it declared.
+
     ``volumes`` and ``mounts`` are keyed by whether the agent binary is copied into the pod (some
     selected container's image does not hold it): only then do the emptyDir for the binary and its
     mount belong. ``agent_env`` is the env every wrapped container gets before its own name
@@ -49,7 +57,7 @@ class Fragments:
     pod itself, by variable name.
     """
 
-    init_container: JsonObject
+    init_containers: Mapping[frozenset[str], JsonObject]
     volumes: Mapping[bool, tuple[JsonObject, ...]]
     mounts: Mapping[bool, tuple[JsonObject, ...]]
     agent_env: tuple[JsonObject, ...]
@@ -58,7 +66,10 @@ class Fragments:
     @classmethod
     def of(cls, settings: InjectionSettings) -> Fragments:
         return cls(
-            init_container=_init_container(settings),
+            init_containers={
+                declared: _init_container(settings, declared)
+                for declared in (frozenset(), *(frozenset({r}) for r in RESOURCES), RESOURCES)
+            },
             volumes={copied: _volumes(settings, copied=copied) for copied in (False, True)},
             mounts={copied: _mounts(settings, copied=copied) for copied in (False, True)},
             agent_env=_agent_env(settings),
@@ -104,19 +115,22 @@ def _mounts(settings: InjectionSettings, *, copied: bool) -> tuple[JsonObject, .
     )
 
 
-def _init_container(settings: InjectionSettings) -> JsonObject:
-    return {
+def _init_container(settings: InjectionSettings, declared: frozenset[str]) -> JsonObject:
+    container: JsonObject = {
         "name": names.INIT_CONTAINER,
         "image": settings.agent_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": [names.IMAGE_AGENT_PATH, "install", settings.bin_dir],
         "volumeMounts": [{"name": names.BIN_VOLUME, "mountPath": settings.bin_dir}],
-        "resources": _INIT_RESOURCES,
         "securityContext": _INIT_SECURITY_CONTEXT,
         # The install step says why it failed on stderr; without this the pod status (and so
         # the task's failure message) carries only the exit code.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    if declared:
+        amounts = {name: amount for name, amount in _INIT_RESOURCES.items() if name in declared}
+        container["resources"] = {"requests": amounts, "limits": dict(amounts)}
+    return container
 
 
 def _volumes(settings: InjectionSettings, *, copied: bool) -> tuple[JsonObject, ...]:

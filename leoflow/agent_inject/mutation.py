@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from leoflow.agent_inject import agentpath, entrypoints, names, patches
-from leoflow.agent_inject.fragments import Fragments
+from leoflow.agent_inject.fragments import RESOURCES, Fragments
 from leoflow.agent_inject.settings import InjectionSettings
 
 JsonObject = dict[str, Any]
@@ -107,6 +107,21 @@ def _writable_container(container: Any) -> Any:
     copy = dict(container)
     _copy_lists(copy, ("env", "volumeMounts"))
     return copy
+
+
+def _declared_resources(spec: JsonObject) -> frozenset[str]:
+    """Which of the resources the init container may declare some container of the pod declares,
+    in its requests or its limits (its own entry in either list is not there yet)."""
+    declared: set[str] = set()
+    for key in ("containers", "initContainers"):
+        for container in spec.get(key) or ():
+            resources = container.get("resources") if isinstance(container, dict) else None
+            if isinstance(resources, dict):
+                for bound in ("requests", "limits"):
+                    amounts = resources.get(bound)
+                    if isinstance(amounts, dict):
+                        declared.update(RESOURCES.intersection(amounts))
+    return frozenset(declared)
 
 
 def _copy_lists(obj: JsonObject, keys: tuple[str, ...]) -> None:
@@ -219,7 +234,7 @@ def _mutate(pod: JsonObject, settings: InjectionSettings) -> list[str]:
     if copied:
         init_containers = _list(spec, "initContainers", "spec.initContainers")
         if names.INIT_CONTAINER not in _named(init_containers, "spec.initContainers"):
-            init_containers.insert(0, fragments.init_container)
+            init_containers.insert(0, fragments.init_containers[_declared_resources(spec)])
     volumes = _list(spec, "volumes", "spec.volumes")
     present = _named(volumes, "spec.volumes")
     for volume in fragments.volumes[copied]:

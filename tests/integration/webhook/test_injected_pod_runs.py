@@ -54,6 +54,25 @@ def test_injected_pod_runs_the_wrapped_command_with_its_output_and_exit_code(
     assert f"task=t pod=wrapped uid={uid} outputs=/leoflow/outputs" in logs
 
 
+def test_guaranteed_pod_installs_the_agent_within_the_init_containers_own_limits(
+    cluster: ClusterHandle, namespace: str, active_webhook: str, agent_binary: Path, real_node: str
+) -> None:
+    load_image(cluster.home, images.agent_spec(agent_binary))
+    main = container("echo guaranteed", resources={"limits": {"cpu": "200m", "memory": "64Mi"}})
+    labels = {"leoflow.io/inject": "true", "leoflow.io/task": "t"}
+    manifest = real_node_pod("guaranteed", [main], labels=labels)
+    cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+    pod = wait_pod(cluster, namespace, "guaranteed", within=120)
+
+    assert pod["status"]["qosClass"] == "Guaranteed"
+    (init,) = pod["spec"]["initContainers"]
+    assert init["resources"]["limits"] == {"cpu": "100m", "memory": "32Mi"}
+    (installed,) = pod["status"]["initContainerStatuses"]
+    assert installed["state"]["terminated"]["exitCode"] == 0
+    (ran,) = pod["status"]["containerStatuses"]
+    assert ran["state"]["terminated"]["exitCode"] == 0
+
+
 def test_pod_whose_image_holds_the_agent_runs_without_an_init_container(
     cluster: ClusterHandle, namespace: str, active_webhook: str, agent_binary: Path, real_node: str
 ) -> None:

@@ -90,6 +90,37 @@ def test_server_side_dry_run_shows_the_mutation_and_stores_nothing(
     assert missing.returncode != 0 and "NotFound" in missing.stderr
 
 
+def test_injection_keeps_the_qos_class_the_api_server_gives_the_pod(
+    cluster: ClusterHandle, namespace: str, active_webhook: str
+) -> None:
+    guaranteed = labelled_pod("guaranteed", command=["true"])
+    guaranteed["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "200m", "memory": "64Mi"}}
+    best_effort = labelled_pod("best-effort", command=["true"])
+    for manifest, qos in ((best_effort, "BestEffort"), (guaranteed, "Guaranteed")):
+        result = dry_run_create(cluster, namespace, manifest)
+        assert result.returncode == 0, result.stderr
+        pod = json.loads(result.stdout)
+        assert is_injected(pod)
+        assert pod["status"]["qosClass"] == qos
+
+
+def test_a_quota_that_demands_limits_of_every_container_admits_an_injected_pod(
+    cluster: ClusterHandle, namespace: str, active_webhook: str
+) -> None:
+    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "limits"}}
+    quota["spec"] = {"hard": {"limits.cpu": "2", "limits.memory": "1Gi"}}
+    create(cluster, namespace, quota)
+    manifest = labelled_pod("quota", command=["true"])
+    manifest["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "200m", "memory": "64Mi"}}
+    # Quota admission refuses every create until the quota controller has counted the namespace.
+    deadline = time.monotonic() + 30
+    while "status unknown for quota" in (result := dry_run_create(cluster, namespace, manifest)).stderr:
+        assert time.monotonic() < deadline, result.stderr
+        time.sleep(0.2)
+    assert result.returncode == 0, result.stderr
+    assert is_injected(json.loads(result.stdout))
+
+
 def test_pod_without_a_command_is_denied_with_what_to_add(
     cluster: ClusterHandle, namespace: str, active_webhook: str
 ) -> None:
