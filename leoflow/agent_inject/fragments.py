@@ -2,7 +2,7 @@
 
 The init container, the volumes, the mounts and the env the agent needs depend on the
 installation's settings alone (the init container's resources also on which of CPU and memory the
-pod declares: four variants, built up front). Built per review they were a third of the
+pod declares: one variant per subset, built up front). Built per review they were a third of the
 mutation's work, and on the admission path that work competes with the API server for its cores
 (docs/webhook.md, Performance). :class:`Fragments` builds them once;
 ``InjectionSettings.fragments`` caches it.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
 from leoflow.agent_inject import names
@@ -67,8 +68,9 @@ class Fragments:
     def of(cls, settings: InjectionSettings) -> Fragments:
         return cls(
             init_containers={
-                declared: _init_container(settings, declared)
-                for declared in (frozenset(), *(frozenset({r}) for r in RESOURCES), RESOURCES)
+                frozenset(declared): _init_container(settings, frozenset(declared))
+                for size in range(len(RESOURCES) + 1)
+                for declared in combinations(sorted(RESOURCES), size)
             },
             volumes={copied: _volumes(settings, copied=copied) for copied in (False, True)},
             mounts={copied: _mounts(settings, copied=copied) for copied in (False, True)},
