@@ -33,7 +33,7 @@ What sets the p99 on a two-core machine is the API server's garbage collector. E
 a heap of a few hundred MB (every pod created so far sits in its watch cache) for 0.3 to 1.4 s of
 CPU, and its idle-time mark workers take every core they find: creates in flight then wait 10 to
 40 ms, with a webhook or without. A cycle starts every 3 to 11 s, so a 2.5 s block either catches
-one or not, and a block's p99 mostly says which (docs/webhook.md, eighth session). What each
+one or not, and a block's p99 mostly says which (docs/webhook-performance.md, eighth session). What each
 condition costs the API server is therefore also reported as the bytes it allocates per create
 (``go_memstats_alloc_bytes_total`` read between blocks), which the collector's work follows and
 which no collection's timing moves.
