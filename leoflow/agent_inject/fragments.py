@@ -68,9 +68,9 @@ class Fragments:
     def of(cls, settings: InjectionSettings) -> Fragments:
         return cls(
             init_containers={
-                frozenset(declared): _init_container(settings, frozenset(declared))
+                declared: _init_container(settings, declared)
                 for size in range(len(RESOURCES) + 1)
-                for declared in combinations(sorted(RESOURCES), size)
+                for declared in map(frozenset, combinations(sorted(RESOURCES), size))
             },
             volumes={copied: _volumes(settings, copied=copied) for copied in (False, True)},
             mounts={copied: _mounts(settings, copied=copied) for copied in (False, True)},

@@ -190,18 +190,27 @@ def is_injected(pod: dict[str, Any]) -> bool:
     return bool(inits) and inits[0]["name"] == "leoflow-agent-init"
 
 
-def wait_until_webhook_active(cluster: ClusterHandle, namespace: str, check: Callable[[Any], bool]) -> Any:
-    """The API server picks a new configuration up a few hundred ms after it is created: poll a
-    dry-run create until ``check`` accepts the result (the parsed pod, or the failed process)."""
+def poll_dry_run_create(
+    cluster: ClusterHandle, namespace: str, obj: dict[str, Any], check: Callable[[Any], bool], what: str
+) -> Any:
+    """Polls a dry-run create of ``obj`` until ``check`` accepts the result (the parsed pod, or the
+    failed process) and returns it; fails naming ``what`` never happened within 30 s."""
     deadline = time.monotonic() + 30
     while True:
-        result = dry_run_create(cluster, namespace, labelled_pod("probe", command=["true"]))
+        result = dry_run_create(cluster, namespace, obj)
         outcome: Any = json.loads(result.stdout) if result.returncode == 0 else result
         if check(outcome):
             return outcome
         if time.monotonic() > deadline:
-            raise AssertionError(f"webhook configuration never took effect; last: {outcome}")
+            raise AssertionError(f"{what} never happened; last: {outcome}")
         time.sleep(0.2)
+
+
+def wait_until_webhook_active(cluster: ClusterHandle, namespace: str, check: Callable[[Any], bool]) -> Any:
+    """The API server picks a new configuration up a few hundred ms after it is created: poll a
+    dry-run create until ``check`` accepts the result (the parsed pod, or the failed process)."""
+    probe = labelled_pod("probe", command=["true"])
+    return poll_dry_run_create(cluster, namespace, probe, check, "the webhook configuration taking effect")
 
 
 @pytest.fixture
