@@ -75,6 +75,12 @@ _PREPARED_WAITS = frozenset(
 """Bounded waits a prepared pod may meet before its upstreams end: they hold the resources it
 needs, or may be what pushes its image or creates its ConfigMap or Secret. Each bound counts from
 the release (``PodContext.released_at``), as if the pod had been created then."""
+_CURABLE_BY_UPSTREAMS = frozenset({FailureReason.IMAGE_PULL_FAILED, FailureReason.CONFIG_ERROR})
+"""Of those waits, the ones its upstreams may have ended by the release (the image pushed, the
+ConfigMap or Secret created) while the kubelet would only notice on its back-off: up to five
+minutes for an image, and a config error still shown at the release fails the task at once. Such
+a prepared pod is replaced at the release by a fresh one, on the infrastructure budget, which
+starts as the task would have started without prestart."""
 TEMPLATE_ERROR = "TemplateError"
 FAN_OUT_ERROR = "FanOutError"
 OUTPUTS_ERROR = "OutputsError"
@@ -169,6 +175,9 @@ class _Work:
     timers: list[datetime] = field(default_factory=list)
     interrupted: dict[Unit, int] = field(default_factory=dict)
     """Attempts whose agent forwarded a termination signal, by unit: the signal."""
+    cannot_start: dict[Unit, str] = field(default_factory=dict)
+    """Prepared attempts whose pod waits on something its upstreams may cure, by unit: the pod's
+    message (``_CURABLE_BY_UPSTREAMS``)."""
     agent_seen: bool = False
     """Some pod of this run carries the agent (the webhook injected it) or an agent reported. Its
     other pods are injected alike (same namespace, same labels); only then is a pod created
@@ -307,7 +316,9 @@ class _Work:
             # Deleted unless this plan starts that very attempt again (see actions()).
             unrecorded = obs.attempt > current
             exited = obs.attempt == current and self._exited(unit)
-            if (superseded or unrecorded) and not status.terminal and not obs.deleting and not exited:
+            # A stranded one is terminal only in our verdict: Kubernetes would keep it forever.
+            alive = not status.terminal or status.stranded
+            if (superseded or unrecorded) and alive and not obs.deleting and not exited:
                 self.deletes.append(DeletePod(obs.pod, "attempt no longer current"))
             elif (
                 obs.attempt == current
@@ -326,6 +337,8 @@ class _Work:
             # Running is its agent waiting for the go; the other waits are bounded from the release.
             if status.terminal and status.message != (self.detail(unit).message or ""):
                 self.set_detail(unit, message=status.message)
+            if (status.reason if status.terminal else status.fails_as) in _CURABLE_BY_UPSTREAMS:
+                self.cannot_start[unit] = status.message
             return
         if status.phase is PodPhase.SUCCEEDED and obs.outputs_error:
             self._final_failure(unit, OUTPUTS_ERROR, obs.outputs_error, 0)
@@ -608,6 +621,8 @@ class _Work:
         if decision is Decision.RUN:
             if code is TaskState.RETRY_WAIT:
                 return self._start(task_index, None, budget)
+            if unit in self.cannot_start and self._infra_budget_left(unit):
+                return self._replace_prepared(unit, budget)
             self.set_code(unit, TaskState.SCHEDULED)
             self.set_detail(unit, releaseTime=_iso(self.now))
             attempt = self.detail(unit).attempt
@@ -621,6 +636,26 @@ class _Work:
         elif code is TaskState.RETRY_WAIT and self._may_prepare(task_index):
             return self._start(task_index, None, budget, prepared=True)
         return budget
+
+    def _infra_budget_left(self, unit: Unit) -> bool:
+        return self.detail(unit).infraAttempts < self.settings.infra_retries * (self.retried_generation + 1)
+
+    def _replace_prepared(self, unit: Unit, budget: int | None) -> int | None:
+        """Its upstreams are done, but its pod still waits on what they may have cured: a fresh
+        pod starts as one created now would, without the kubelet's back-off of the old one."""
+        d = self.detail(unit)
+        self._stop_attempt(unit, "replaced at its release: it could not start")
+        self.set_detail(unit, infraAttempts=d.infraAttempts + 1)
+        self.events.append(
+            EmitEvent(
+                "Normal",
+                "PreparedPodReplaced",
+                f"{self.name(unit)} attempt {d.attempt} could not start while its upstreams ran "
+                f"({self.cannot_start[unit]}); they are done, so attempt {d.attempt + 1} "
+                "starts in a fresh pod",
+            )
+        )
+        return self._start(unit[0], None, budget)
 
     def _budget(self) -> int | None:
         cap = self.run.max_active_tasks

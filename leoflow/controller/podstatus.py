@@ -16,7 +16,7 @@ OOMKilled, then the main container's exit code, then deletion, then waiting reas
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -208,6 +208,7 @@ class PodObservation:
     ``stranded``: the verdict is a failure but Kubernetes will never end the pod by itself (it
     waits Pending on an image, a Secret or a node, or sits on a lost node): whoever acts on the
     verdict deletes the pod, or it holds its node slot and quota forever.
+    ``fails_as``: while a bounded wait runs (``deadline`` set), the failure it turns into then.
     """
 
     phase: PodPhase
@@ -219,6 +220,7 @@ class PodObservation:
     started: bool = False
     waiting_reason: str | None = None
     stranded: bool = False
+    fails_as: FailureReason | None = None
 
     @property
     def failure_class(self) -> FailureClass | None:
@@ -676,24 +678,19 @@ def _grace(
     if now >= deadline:
         return _failed(kind, detail, container=container, stranded=True)
     return PodObservation(
-        phase, message=detail, container=container, deadline=deadline, waiting_reason=waiting_reason
+        phase,
+        message=detail,
+        container=container,
+        deadline=deadline,
+        waiting_reason=waiting_reason,
+        fails_as=kind,
     )
 
 
 def _with_deadline(observation: PodObservation, timer: PodObservation | None) -> PodObservation:
     if timer is None or timer.deadline is None:
         return observation
-    return PodObservation(
-        observation.phase,
-        observation.reason,
-        observation.message,
-        observation.exit_code,
-        observation.container,
-        timer.deadline,
-        observation.started,
-        observation.waiting_reason,
-        observation.stranded,
-    )
+    return replace(observation, deadline=timer.deadline)
 
 
 def _failed(

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ import yaml
 
 from leoflow.certs import authority
 from leoflow.controller.leaderpod import LEADER_LABEL
+from leoflow.dev import images
 from leoflow.dev.processes import free_port
 from leoflow.dev.testing import ClusterHandle
 from leoflow.install import controller_image, manifests, rendering
@@ -122,10 +124,7 @@ def controller_ready(cluster: ClusterHandle) -> bool:
     return ready == "1"
 
 
-def test_installed_controller_and_webhook_run_the_example_dag(
-    installed: tuple[ClusterHandle, str], namespace: str
-) -> None:
-    cluster, metrics_url = installed
+def wait_until_ready(cluster: ClusterHandle) -> None:
     wait_for_webhook(cluster)
     wait_for(
         "a ready controller",
@@ -135,8 +134,11 @@ def test_installed_controller_and_webhook_run_the_example_dag(
             "logs", "-n", NAMESPACE, "deploy/leoflow-controller", check=False
         ).stdout[-3000:],
     )
+
+
+def start_run(cluster: ClusterHandle, namespace: str, dag_file: Path, run_name: str) -> None:
     compiled = subprocess.run(
-        [sys.executable, "-m", "leoflow", "compile", str(EXAMPLE), "-n", namespace],
+        [sys.executable, "-m", "leoflow", "compile", str(dag_file), "-n", namespace],
         capture_output=True,
         text=True,
         check=True,
@@ -146,14 +148,16 @@ def test_installed_controller_and_webhook_run_the_example_dag(
     run = {
         "apiVersion": "leoflow.io/v1alpha1",
         "kind": "DAGRun",
-        "metadata": {"name": "installed-1"},
+        "metadata": {"name": run_name},
         "spec": {"dagName": dag["metadata"]["name"]},
     }
     cluster.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(run))
 
+
+def wait_run_done(cluster: ClusterHandle, namespace: str, run_name: str) -> dict[str, Any]:
     def phase() -> str:
         return cluster.kubectl(
-            "get", "dagrun", "installed-1", "-n", namespace, "-o", "jsonpath={.status.phase}"
+            "get", "dagrun", run_name, "-n", namespace, "-o", "jsonpath={.status.phase}"
         ).stdout
 
     wait_for(
@@ -162,8 +166,20 @@ def test_installed_controller_and_webhook_run_the_example_dag(
         within=300,
         describe=lambda: cluster.kubectl("get", "dagrun,pods", "-n", namespace, "-o", "wide").stdout,
     )
-    status = cluster.kubectl("get", "dagrun", "installed-1", "-n", namespace, "-o", "json").stdout
-    assert phase() == "Succeeded", status
+    run: dict[str, Any] = json.loads(
+        cluster.kubectl("get", "dagrun", run_name, "-n", namespace, "-o", "json").stdout
+    )
+    return run
+
+
+def test_installed_controller_and_webhook_run_the_example_dag(
+    installed: tuple[ClusterHandle, str], namespace: str
+) -> None:
+    cluster, metrics_url = installed
+    wait_until_ready(cluster)
+    start_run(cluster, namespace, EXAMPLE, "installed-1")
+    done = wait_run_done(cluster, namespace, "installed-1")
+    assert done["status"]["phase"] == "Succeeded", done["status"]
     # The agents reported to the controller pod over TLS, not only through pod status.
     with urllib.request.urlopen(metrics_url, timeout=10) as response:
         metrics = response.read().decode()
@@ -190,3 +206,86 @@ def test_installed_controller_and_webhook_run_the_example_dag(
     selector = f"app.kubernetes.io/name=leoflow-controller,{LEADER_LABEL}=true"
     leader = cluster.kubectl("get", "pods", "-n", NAMESPACE, "-l", selector, "-o", "name").stdout.split()
     assert len(leader) == 1, leader
+
+
+# `make` stands for a task that creates its downstream's ConfigMap as its last step: it ends when
+# the test, having created the ConfigMap, tells it to.
+MADE_BY_THE_UPSTREAM = """\
+dag: made-upstream
+image: {image}
+defaults: {{nodeSelector: {{leoflow.io/node-type: real}}, prestart: true}}
+tasks:
+  make: {{command: [sh, -c, 'until [ -e /tmp/done ]; do sleep 0.1; done']}}
+  use:
+    after: [make]
+    command: [sh, -c, 'test "$GREETING" = hello']
+    env: {{GREETING: {{configMap: greeting, key: text}}}}
+"""
+
+
+def pod_of(cluster: ClusterHandle, namespace: str, task: str) -> dict[str, Any] | None:
+    pods = json.loads(
+        cluster.kubectl("get", "pods", "-n", namespace, "-l", f"leoflow.io/task={task}", "-o", "json").stdout
+    )["items"]
+    return pods[0] if pods else None
+
+
+def config_error_retries(cluster: ClusterHandle, namespace: str, pod: str) -> int:
+    """How often the kubelet has tried to create the pod's container and found its config missing."""
+    events = json.loads(
+        cluster.kubectl(
+            "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={pod}", "-o", "json"
+        ).stdout
+    )["items"]
+    return sum(e.get("count") or 1 for e in events if "not found" in e.get("message", ""))
+
+
+def test_prepared_pod_whose_configmap_its_upstream_creates_runs_in_a_fresh_pod_after_it(
+    installed: tuple[ClusterHandle, str], namespace: str, tmp_path: Path
+) -> None:
+    cluster, _ = installed
+    wait_until_ready(cluster)
+    dag_file = tmp_path / "leoflow.yaml"
+    dag_file.write_text(MADE_BY_THE_UPSTREAM.format(image=images.BASE_IMAGE))
+    start_run(cluster, namespace, dag_file, "made-1")
+
+    def prepared_pod_cannot_start() -> bool:
+        pod = pod_of(cluster, namespace, "use")
+        statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or []
+        waiting = [(s.get("state") or {}).get("waiting") or {} for s in statuses]
+        return any(w.get("reason") == "CreateContainerConfigError" for w in waiting)
+
+    wait_for(
+        "use's prepared pod waiting on its ConfigMap",
+        prepared_pod_cannot_start,
+        within=120,
+        describe=lambda: cluster.kubectl("get", "dagrun,pods", "-n", namespace, "-o", "wide").stdout,
+    )
+    prepared = pod_of(cluster, namespace, "use")
+    assert prepared is not None
+    # Right after one of the kubelet's retries (10 to 15 s apart), so that it cannot retry
+    # before the release: the release, not the kubelet, must be what starts the task.
+    seen = config_error_retries(cluster, namespace, prepared["metadata"]["name"])
+    wait_for(
+        "a kubelet retry",
+        lambda: config_error_retries(cluster, namespace, prepared["metadata"]["name"]) > seen,
+        within=60,
+    )
+    cluster.kubectl("create", "configmap", "greeting", "-n", namespace, "--from-literal=text=hello")
+    make = pod_of(cluster, namespace, "make")
+    assert make is not None
+    make_pod = make["metadata"]["name"]
+    cluster.kubectl("exec", "-n", namespace, make_pod, "-c", "main", "--", "touch", "/tmp/done")
+
+    done = wait_run_done(cluster, namespace, "made-1")
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    use = done["status"]["tasks"]["1"]
+    assert (use["attempt"], use.get("infraAttempts")) == (2, 1), use
+    events = json.loads(
+        cluster.kubectl(
+            "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=made-1", "-o", "json"
+        ).stdout
+    )["items"]
+    replaced = [e["message"] for e in events if e["reason"] == "PreparedPodReplaced"]
+    assert len(replaced) == 1, [e["reason"] for e in events]
+    assert 'configmap "greeting" not found' in replaced[0]

@@ -6,10 +6,11 @@ from dataclasses import replace
 
 import pytest
 
-from leoflow.controller.actions import CreatePod, DeletePod, ReleasePod
+from leoflow.controller.actions import CreatePod, DeletePod, EmitEvent, ReleasePod
+from leoflow.controller.observations import PodObserved
 from leoflow.controller.planner import PlanSettings, released_by_success
 from leoflow.controller.podspec import WAIT_START_ENV
-from leoflow.controller.podstatus import FailureReason, PodPhase
+from leoflow.controller.podstatus import FailureReason, PodObservation, PodPhase
 from leoflow.spec.resources import TaskState
 
 from .dags import dag
@@ -117,6 +118,75 @@ def test_prepared_pod_that_cannot_start_yet_waits_for_its_release_with_the_reaso
     assert sim.state("transform") is TaskState.PREPARED
     assert sim.deletes() == []
     assert sim.run.status.tasks["1"].message == str(reason)
+
+
+def events(sim: Sim) -> list[tuple[str, str]]:
+    return [(a.reason, a.message) for a in sim.last if isinstance(a, EmitEvent)]
+
+
+@pytest.mark.parametrize(
+    "waiting",
+    [
+        PodObservation(PodPhase.FAILED, FailureReason.CONFIG_ERROR, "configmap not found", stranded=True),
+        PodObservation(PodPhase.FAILED, FailureReason.IMAGE_PULL_FAILED, "ImagePullBackOff", stranded=True),
+        PodObservation(
+            PodPhase.SCHEDULED,
+            message="ImagePullBackOff",
+            deadline=at(1000),
+            waiting_reason="ImagePullBackOff",
+            fails_as=FailureReason.IMAGE_PULL_FAILED,
+        ),
+    ],
+    ids=["config-error", "image-pull-failed", "image-pull-within-its-grace"],
+)
+def test_prepared_pod_waiting_on_what_its_upstream_may_make_is_replaced_by_a_fresh_pod_at_release(
+    waiting: PodObservation,
+) -> None:
+    # The upstream may have created the ConfigMap or pushed the image just before it ended: the
+    # kubelet retries the old pod only on its back-off, so the task starts as it would have
+    # without prestart, in a new pod, on the infrastructure budget.
+    sim = running_extract(Sim.start(dag(CHAIN, retries=1, prestart=frozenset({"transform"})), AHEAD))
+    stuck = PodObserved(sim.index("transform"), None, 1, sim.pod_name("transform", 1), waiting)
+    sim.step(stuck, now=at(60))
+    assert sim.state("transform") is TaskState.PREPARED
+    sim.step(sim.finished("extract"), stuck, now=at(61))
+    assert releases(sim) == []
+    assert sim.deletes() == [sim.pod_name("transform", 1)]
+    assert sim.creates() == [("transform", None, 2)]
+    assert not [c for c in sim.last if isinstance(c, CreatePod) and c.prepared]
+    assert sim.state("transform") is TaskState.SCHEDULED
+    detail = sim.run.status.tasks["1"]
+    assert (detail.attempt, detail.infraAttempts) == (2, 1)
+    [(reason, message)] = events(sim)
+    assert reason == "PreparedPodReplaced"
+    assert waiting.message in message
+    sim.step(stuck, now=at(62))
+    assert sim.deletes() == [sim.pod_name("transform", 1)], "until it goes: Kubernetes would keep it"
+    sim.step(sim.finished("transform", exit_code=1, attempt=2), now=at(63))
+    assert sim.state("transform") is TaskState.RETRY_WAIT, "the task's own retry is still there"
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [FailureReason.UNSCHEDULABLE, FailureReason.AGENT_IMAGE_PULL_FAILED, FailureReason.START_TIMEOUT],
+)
+def test_prepared_pod_waiting_on_what_no_upstream_makes_is_released_as_it_is(reason: FailureReason) -> None:
+    # Resources free up as the upstreams end; the agent's image and the sandbox are not theirs.
+    sim = running_extract(Sim.start(dag(CHAIN, prestart=frozenset({"transform"})), AHEAD))
+    stuck = sim.pod("transform", PodPhase.FAILED, reason, stranded=True)
+    sim.step(sim.finished("extract"), stuck, now=at(61))
+    assert releases(sim) == [("transform", 1)]
+    assert sim.deletes() == [] and sim.creates() == []
+
+
+def test_prepared_pod_is_released_as_it_is_once_the_infrastructure_budget_is_spent() -> None:
+    sim = running_extract(
+        Sim.start(dag(CHAIN, prestart=frozenset({"transform"})), replace(AHEAD, infra_retries=0))
+    )
+    stuck = sim.pod("transform", PodPhase.FAILED, FailureReason.CONFIG_ERROR, stranded=True)
+    sim.step(sim.finished("extract"), stuck, now=at(61))
+    assert releases(sim) == [("transform", 1)]
+    assert sim.creates() == []
 
 
 def test_upstream_failure_deletes_the_prepared_pod_and_marks_it_upstream_failed() -> None:

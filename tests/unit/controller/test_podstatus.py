@@ -93,6 +93,7 @@ def test_image_pull_backoff_waits_within_grace_with_kubelet_message() -> None:
     assert obs.waiting_reason == "ImagePullBackOff"
     assert message in obs.message
     assert obs.deadline == at(181)
+    assert obs.fails_as is FailureReason.IMAGE_PULL_FAILED, "what the wait turns into at its deadline"
 
 
 def test_image_pull_backoff_fails_task_after_grace() -> None:
@@ -125,6 +126,7 @@ def test_kubelet_pull_throttling_never_fails_the_task() -> None:
     obs = classify(p, now=at(10_000))
     assert obs.phase is PodPhase.SCHEDULED
     assert obs.deadline is None
+    assert obs.fails_as is None
 
 
 def test_invalid_image_name_fails_at_once() -> None:
