@@ -70,6 +70,10 @@ def inject(pod: Mapping[str, Any], settings: InjectionSettings) -> Injection | D
         original["metadata"] = {k: v for k, v in metadata.items() if k != "managedFields"}
     if not wants_injection(original):
         return Injection(original, [])
+    handled = _already_injected(original, settings)
+    if handled is not None:
+        # Before any copy: a copied pod would be diffed whole, for an empty patch.
+        return Injection(original, [], tuple(handled))
     mutated = _writable(original)
     try:
         warnings = _mutate(mutated, settings)
@@ -166,16 +170,24 @@ def _named(items: list[Any], where: str) -> dict[str, JsonObject]:
     return by_name
 
 
+def _already_injected(pod: JsonObject, settings: InjectionSettings) -> list[str] | None:
+    """The warnings for a pod that already carries the agent (left as it is), or None for a pod
+    still to inject, or one whose metadata ``_mutate`` must refuse."""
+    metadata = pod.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    recorded = annotations.get(names.VERSION_ANNOTATION) if isinstance(annotations, dict) else None
+    if recorded is None:
+        return None
+    if recorded != settings.agent_version:
+        return [f"pod already carries the leoflow agent {recorded}; left as it is"]
+    return []
+
+
 def _mutate(pod: JsonObject, settings: InjectionSettings) -> list[str]:
     metadata = _object(pod, "metadata", "metadata")
     annotations = metadata.get("annotations") or {}
     if not isinstance(annotations, dict):
         raise _Refusal("metadata.annotations must be an object")
-    recorded = annotations.get(names.VERSION_ANNOTATION)
-    if recorded is not None:
-        if recorded != settings.agent_version:
-            return [f"pod already carries the leoflow agent {recorded}; left as it is"]
-        return []
 
     spec = _object(pod, "spec", "spec")
     containers = _list(spec, "containers", "spec.containers")

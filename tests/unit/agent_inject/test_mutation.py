@@ -286,6 +286,7 @@ def test_a_pod_injected_by_the_earlier_version_is_left_as_it_is() -> None:
     result = injected(earlier)
     assert result.patch == []
     assert result.pod == earlier
+    assert result.pod["spec"] is earlier["spec"], "not copied (and then diffed whole) for nothing"
 
 
 def test_the_earlier_versions_env_without_its_annotation_still_names_this_pod() -> None:
