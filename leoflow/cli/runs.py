@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 
+from leoflow import kubeyaml
 from leoflow.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError
 from leoflow.cli import render as show
 from leoflow.cli.kubeclient import Kube, add_connection_args, connect, type_missing
@@ -132,7 +132,7 @@ def _emit(obj: Any, fmt: str) -> None:
     if fmt == "json":
         sys.stdout.write(json.dumps(obj, indent=2) + "\n")
     else:
-        sys.stdout.write(yaml.safe_dump(obj, sort_keys=False, width=120))
+        sys.stdout.write(kubeyaml.dump(obj))
 
 
 # apply

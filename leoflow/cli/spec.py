@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from leoflow import kubeyaml
 from leoflow.cli import EXIT_OK, EXIT_USAGE
 from leoflow.spec.compiler import CompiledDag, compile_path
 from leoflow.spec.graph import render
@@ -55,7 +54,7 @@ def _compile(args: argparse.Namespace) -> int:
     if args.output == "json":
         sys.stdout.write(json.dumps(resource, indent=2) + "\n")
     else:
-        sys.stdout.write(yaml.safe_dump(resource, sort_keys=False, width=120))
+        sys.stdout.write(kubeyaml.dump(resource))
     return EXIT_OK
 
 

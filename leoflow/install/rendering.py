@@ -18,8 +18,7 @@ import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import yaml
-
+from leoflow import kubeyaml
 from leoflow.certs import authority, rotation
 from leoflow.install.manifests import CLUSTER_SCOPED, Manifest, ManifestError, sort_objects
 
@@ -197,4 +196,4 @@ def render_install(
 
 def dump(objects: Iterable[Manifest]) -> str:
     """Multi-document YAML for ``kubectl apply -f -``."""
-    return yaml.safe_dump_all(list(objects), sort_keys=False, default_flow_style=False)
+    return kubeyaml.dump_all(objects, width=80)

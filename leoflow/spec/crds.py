@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel
 
+from leoflow import kubeyaml
 from leoflow.spec.fields import QUANTITY
 from leoflow.spec.resources import GROUP, VERSION, DagRunSpec, DagRunStatus, DagSpec, DagStatus
 
@@ -180,7 +180,7 @@ def crds() -> dict[str, dict[str, Any]]:
 
 
 def rendered() -> dict[str, str]:
-    return {name: HEADER + yaml.safe_dump(obj, sort_keys=False, width=110) for name, obj in crds().items()}
+    return {name: HEADER + kubeyaml.dump(obj, width=110) for name, obj in crds().items()}
 
 
 def stale(directory: Path) -> list[str]:

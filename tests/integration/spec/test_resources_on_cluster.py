@@ -237,3 +237,25 @@ def test_leoflow_compile_output_pipes_into_kubectl_apply(crds: ClusterHandle, na
     crds.kubectl("apply", "--server-side", "-f", "-", input=compiled.stdout)
     stored = _get(crds, "dag", "etl", namespace)
     assert stored["spec"] == yaml.safe_load(compiled.stdout)["spec"]
+
+
+def test_strings_that_look_like_booleans_or_numbers_survive_compile_and_kubectl_apply(
+    crds: ClusterHandle, namespace: str, tmp_path: Path
+) -> None:
+    # kubectl's YAML parser reads y, 1e3, 0o14 and 09 written plain as true, 1000, 12 and 9.
+    looks_typed = ["y", "N", "1e3", "0o14", "09", "-.5", "0XFe"]
+    source = tmp_path / "leoflow.yaml"
+    source.write_text(
+        "dag: look-typed\nimage: x:1\ntasks:\n"
+        f"  a: {{command: {json.dumps(['run', *looks_typed])}, env: {{ANSWER: 'y', SCALE: '1e3'}}}}\n"
+    )
+    compiled = subprocess.run(
+        [sys.executable, "-m", "leoflow", "compile", str(source), "-n", namespace],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    crds.kubectl("apply", "--server-side", "-f", "-", input=compiled.stdout)
+    task = _get(crds, "dag", "look-typed", namespace)["spec"]["tasks"][0]
+    assert task["command"] == ["run", *looks_typed]
+    assert {e["name"]: e["value"] for e in task["env"]} == {"ANSWER": "y", "SCALE": "1e3"}
