@@ -22,7 +22,7 @@ import copy
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -40,7 +40,7 @@ from leoflow.controller.podspec import PodBuildSettings, build_pod
 from leoflow.controller.sensors.commands import CommandRequest
 from leoflow.controller.sensors.engine import SensorSpecError
 from leoflow.controller.sensors.state import SensorState, SensorStateError
-from leoflow.spec.resources import CompiledSensor, DagSpec, TaskDetail
+from leoflow.spec.resources import CompiledSensor, CompiledTimeSensor, DagSpec, TaskDetail
 from leoflow.spec.templates import RenderContext, render
 
 log = logging.getLogger(__name__)
@@ -73,16 +73,32 @@ def render_context(dag: DagSpec, view: RunView) -> RenderContext:
 
 
 def render_sensor(sensor: CompiledSensor, context: RenderContext) -> CompiledSensor:
-    """The sensor with every string rendered (the compiler checked that each template resolves).
+    """The sensor with every string rendered (the compiler checked that each template resolves),
+    and a time sensor's ``delay`` turned into the moment it means: the run's logical date plus
+    the delay, as Airflow's TimeDeltaSensor counts. So a catch-up run whose logical date is long
+    past does not wait the delay again, and a restarted controller keeps the same target.
     A rendered value the sensor cannot take (a param that puts a line break in a header) is a
     :class:`SensorSpecError`, which fails the task with the reason."""
     try:
-        return CompiledSensor.model_validate(_render_strings(sensor.model_dump(), context))
+        rendered = CompiledSensor.model_validate(_render_strings(sensor.model_dump(), context))
     except ValidationError as err:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in err.errors(include_url=False)
         )
         raise SensorSpecError(f"the sensor's rendered templates are not valid: {problems}") from None
+    if rendered.time is None or rendered.time.delaySeconds is None or rendered.time.at is not None:
+        return rendered
+    try:
+        logical = datetime.fromisoformat(context.logical_date)
+    except ValueError:
+        raise SensorSpecError(
+            f"the run's logical date {context.logical_date!r} is not an ISO 8601 date-time, "
+            "so the time sensor's delay has nothing to count from"
+        ) from None
+    if logical.tzinfo is None:
+        logical = logical.replace(tzinfo=UTC)
+    at = (logical + timedelta(seconds=rendered.time.delaySeconds)).isoformat()
+    return rendered.model_copy(update={"time": CompiledTimeSensor(at=at)})
 
 
 def _render_strings(value: Any, context: RenderContext) -> Any:

@@ -178,8 +178,9 @@ async def test_pod_deleted_by_someone_else_is_retried_as_infrastructure(harness:
 
 
 async def test_time_sensor_task_waits_then_unblocks_its_downstream(harness: Harness) -> None:
+    # The delay counts from the run's logical date, its creation here (to the second).
     tasks = (
-        "  wait: {sensor: {time: {delay: 2s}, pokeInterval: 1s}}\n  work: {after: [wait], command: [work]}\n"
+        "  wait: {sensor: {time: {delay: 4s}, pokeInterval: 1s}}\n  work: {after: [wait], command: [work]}\n"
     )
     await harness.apply_dag(dag_yaml("sensing", tasks))
     await harness.start()

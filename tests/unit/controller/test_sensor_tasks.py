@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -83,6 +84,22 @@ def test_every_sensor_string_is_rendered() -> None:
     assert rendered.http.headers == {"X-Day": context.logical_date}
     assert context.logical_date.startswith("20")
     assert rendered.http.headersFrom["Authorization"].secret == f"{sim.run.name}-token"
+
+
+def test_a_time_sensors_delay_counts_from_the_runs_logical_date_not_from_when_it_starts() -> None:
+    # A catch-up run for a day long past must not wait the delay again (Airflow's TimeDeltaSensor).
+    sensor = CompiledSensor.model_validate({"time": {"delaySeconds": 600}})
+    spec = sensor_dag(sensor)
+    sim = Sim.start(spec)
+    scheduled = replace(sim.run, spec=sim.run.spec.model_copy(update={"logicalDate": "2026-01-01T00:00:00Z"}))
+    rendered = render_sensor(sensor, render_context(spec, scheduled))
+    assert rendered.time is not None
+    assert (rendered.time.delaySeconds, rendered.time.at) == (None, "2026-01-01T00:10:00+00:00")
+    manual = render_sensor(sensor, render_context(spec, sim.run))
+    assert manual.time is not None and manual.time.at is not None
+    assert datetime.fromisoformat(manual.time.at) == sim.run.created + timedelta(seconds=600), (
+        "a run without a logical date counts from its creation"
+    )
 
 
 def test_poke_pods_run_the_command_with_the_task_image_and_never_pass_for_task_pods() -> None:
