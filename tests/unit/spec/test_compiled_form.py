@@ -212,3 +212,10 @@ def test_compiled_example_matches_the_golden_resource() -> None:
     """
     golden = yaml.safe_load((Path(__file__).parent / "golden" / "etl.dag.yaml").read_text())
     assert compile_path(EXAMPLE).resource() == golden
+
+
+def test_the_compiled_example_in_the_resources_doc_is_what_compile_prints_today() -> None:
+    doc = (EXAMPLE.parents[2] / "docs" / "resources.md").read_text()
+    block = doc.split("```yaml\napiVersion: leoflow.io/v1alpha1\nkind: DAG\n", 1)[1].split("```", 1)[0]
+    shown = yaml.safe_load("apiVersion: leoflow.io/v1alpha1\nkind: DAG\n" + block)
+    assert shown == compile_path(EXAMPLE).resource(None)
