@@ -6,6 +6,6 @@ Kubernetes client, so every rule can be driven exhaustively by unit and property
 """
 
 from leoflow.agent_inject.mutation import Denial, Injection, inject
-from leoflow.agent_inject.settings import ImageEntrypoint, InjectionSettings
+from leoflow.agent_inject.settings import ImageEntrypoint, InjectionSettings, SettingError
 
-__all__ = ["Denial", "ImageEntrypoint", "Injection", "InjectionSettings", "inject"]
+__all__ = ["Denial", "ImageEntrypoint", "Injection", "InjectionSettings", "SettingError", "inject"]

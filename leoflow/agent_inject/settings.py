@@ -20,6 +20,16 @@ from leoflow.agent_inject.fragments import Fragments
 MIN_TOKEN_EXPIRY_SECONDS = 600
 
 
+class SettingError(ValueError):
+    """One setting cannot work. ``setting`` is the field's name, so a caller that read the value
+    from a flag or the environment can say which one; ``problem`` is the rest of the message."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting} {problem}")
+        self.setting = setting
+        self.problem = problem
+
+
 @dataclass(frozen=True)
 class ImageEntrypoint:
     """An image's ENTRYPOINT and CMD, for containers that rely on them (Argo's image index)."""
@@ -58,36 +68,36 @@ class InjectionSettings:
 
     def __post_init__(self) -> None:
         if not self.agent_image.strip():
-            raise ValueError("agent_image must name the agent's container image")
+            raise SettingError("agent_image", "must name the agent's container image")
         if not self.controller_addr.strip():
-            raise ValueError("controller_addr must be host:port of the controller's agent endpoint")
+            raise SettingError("controller_addr", "must be host:port of the controller's agent endpoint")
         if not self.agent_version.strip():
-            raise ValueError("agent_version must not be empty")
+            raise SettingError("agent_version", "must not be empty")
         for name in ("bin_dir", "identity_dir", "outputs_dir"):
             value = getattr(self, name)
             if not posixpath.isabs(value) or posixpath.normpath(value) != value:
-                raise ValueError(f"{name} must be a normalised absolute path, got {value!r}")
+                raise SettingError(name, f"must be a normalised absolute path, got {value!r}")
         if len({self.bin_dir, self.identity_dir, self.outputs_dir}) != 3:
             raise ValueError("bin_dir, identity_dir and outputs_dir must be three different paths")
         if self.token_expiry_seconds < MIN_TOKEN_EXPIRY_SECONDS:
-            raise ValueError(
-                f"token_expiry_seconds must be at least {MIN_TOKEN_EXPIRY_SECONDS}, "
-                f"got {self.token_expiry_seconds}"
+            raise SettingError(
+                "token_expiry_seconds",
+                f"must be at least {MIN_TOKEN_EXPIRY_SECONDS}, got {self.token_expiry_seconds}",
             )
         if self.image_pull_policy not in ("Always", "IfNotPresent", "Never"):
-            raise ValueError(
-                f"image_pull_policy must be Always, IfNotPresent or Never, got {self.image_pull_policy!r}"
+            raise SettingError(
+                "image_pull_policy", f"must be Always, IfNotPresent or Never, got {self.image_pull_policy!r}"
             )
         for prefix, path in self.agent_in_image.items():
             if not prefix.strip():
-                raise ValueError(
-                    f"agent-in-image entry ={path}: an empty image prefix would match every image"
+                raise SettingError(
+                    "agent_in_image", f"entry ={path}: an empty image prefix would match every image"
                 )
             reason = agentpath.problem(path, self.mounted_dirs)
             if reason is not None:
-                raise ValueError(
-                    f"agent-in-image entry {prefix}={path}: the path {reason}; "
-                    f"write e.g. {prefix}={agentpath.EXAMPLE_PATH}"
+                raise SettingError(
+                    "agent_in_image",
+                    f"entry {prefix}={path}: the path {reason}; write e.g. {prefix}={agentpath.EXAMPLE_PATH}",
                 )
         object.__setattr__(self, "image_entrypoints", MappingProxyType(dict(self.image_entrypoints)))
         object.__setattr__(self, "agent_in_image", MappingProxyType(dict(self.agent_in_image)))

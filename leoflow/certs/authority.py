@@ -20,6 +20,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 # Issued a little in the past so a clock slightly behind ours does not see a future certificate.
 _BACKDATE = datetime.timedelta(minutes=5)
 
+LATEST_NOT_AFTER = datetime.datetime(9999, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
+"""The last moment a certificate can be valid until: X.509 times have four-digit years (RFC 5280)."""
+
 
 @dataclass(frozen=True)
 class CertificatePair:

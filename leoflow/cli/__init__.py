@@ -3,14 +3,19 @@
 Each module in ``COMMAND_MODULES`` exposes ``register(subparsers)``, adding its parsers with
 ``set_defaults(handler=...)``; a handler takes the parsed namespace and returns the exit code.
 Exit codes follow kubectl conventions: 0 success, 1 the thing failed (a run that failed, a
-cluster that did not come up), 2 usage and validation errors.
+cluster that did not come up), 2 usage and validation errors; 141 (as if killed by SIGPIPE) when
+the reader of stdout went away, as in ``leoflow compile leoflow.yaml | head``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -19,6 +24,7 @@ from leoflow import __version__, logfmt
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 COMMAND_MODULES: tuple[str, ...] = (
     "leoflow.cli.dev",
@@ -41,6 +47,42 @@ class CommandError(Exception):
     def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def buffered_output(handler: Handler) -> Handler:
+    """``handler`` with its stdout collected and written at the end, where a failed write (a full
+    disk, ``> /dev/full``) becomes one error line instead of a traceback.
+
+    For commands whose whole output exists before it is written (a manifest, a report), so
+    nothing is held back that a reader would want to see sooner.
+    """
+
+    def run(args: argparse.Namespace) -> int:
+        collected = io.StringIO()
+        with contextlib.redirect_stdout(collected):
+            code = handler(args)
+        try:
+            sys.stdout.write(collected.getvalue())
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as err:
+            _discard_stdout()
+            raise CommandError(f"cannot write the output: {err.strerror or err}") from None
+        return code
+
+    return run
+
+
+def _discard_stdout() -> None:
+    """Points file descriptor 1 at /dev/null: what is still buffered cannot be delivered, and the
+    interpreter's last flush at exit must not fail a second time with a traceback of its own."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,3 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("leoflow: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader has what it wanted; saying so on stderr would only clutter a pipeline.
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE

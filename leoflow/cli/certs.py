@@ -14,8 +14,8 @@ from typing import Any
 
 from kubernetes_asyncio import client, config
 
-from leoflow.certs import authority, rotation, syncing
-from leoflow.cli import EXIT_OK, EXIT_USAGE, CommandError
+from leoflow.certs import authority, pemfiles, rotation, syncing
+from leoflow.cli import EXIT_OK, EXIT_USAGE, CommandError, checks
 from leoflow.install.rendering import CONTROLLER_CA_COMMON_NAME, CONTROLLER_SECRET
 
 FILES = ("ca.crt", "ca.key", "tls.crt", "tls.key")
@@ -77,6 +77,25 @@ def register(subparsers: Any) -> None:
     keep.set_defaults(handler=run_keep)
 
 
+def _check_lifetimes(days: int, ca_days: int, now: datetime.datetime) -> None:
+    if days < 1:
+        raise CommandError(f"--days must be at least 1, got {days}", EXIT_USAGE)
+    longest = (authority.LATEST_NOT_AFTER - now).days
+    for flag, value in (("--days", days), ("--ca-days", ca_days)):
+        if value > longest:
+            raise CommandError(
+                f"{flag} {value} reaches past {authority.LATEST_NOT_AFTER:%Y-%m-%d}, the last date a "
+                f"certificate can be valid until: at most {longest} days from today",
+                EXIT_USAGE,
+            )
+    if ca_days < days:
+        raise CommandError(
+            f"--ca-days {ca_days} is shorter than --days {days}: the CA must stay valid as long as "
+            "the certificate it signs",
+            EXIT_USAGE,
+        )
+
+
 def run_generate(args: argparse.Namespace) -> int:
     ips: list[str] = args.ip if args.ip else ["127.0.0.1"]
     for ip in ips:
@@ -84,13 +103,16 @@ def run_generate(args: argparse.Namespace) -> int:
             ipaddress.ip_address(ip)
         except ValueError:
             raise CommandError(f"--ip {ip!r} is not an IP address", EXIT_USAGE) from None
-    if args.days < 1 or args.ca_days < args.days:
-        raise CommandError("--days must be at least 1 and --ca-days at least --days", EXIT_USAGE)
+    checks.service_name("--service", args.service)
+    checks.namespace("--namespace", args.namespace)
+    now = datetime.datetime.now(datetime.UTC)
+    _check_lifetimes(args.days, args.ca_days, now)
+    if args.out.exists() and not args.out.is_dir():
+        raise CommandError(f"--out {args.out} is not a directory", EXIT_USAGE)
     existing = [name for name in FILES if (args.out / name).exists()]
     if existing and not args.force:
         raise CommandError(f"{args.out} already holds {', '.join(existing)}; pass --force to replace them")
 
-    now = datetime.datetime.now(datetime.UTC)
     ca = authority.new_ca(
         common_name=rotation.CA_COMMON_NAME, now=now, validity=datetime.timedelta(days=args.ca_days)
     )
@@ -106,16 +128,23 @@ def run_generate(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise CommandError(f"cannot issue the serving certificate: {err}", EXIT_USAGE) from None
 
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CommandError(
+            f"--out {args.out}: cannot create the directory: {err.strerror}", EXIT_USAGE
+        ) from None
     for name, content, mode in (
-        ("ca.crt", ca.cert_pem, 0o644),
-        ("ca.key", ca.key_pem, 0o600),
-        ("tls.crt", serving.cert_pem, 0o644),
-        ("tls.key", serving.key_pem, 0o600),
+        ("ca.crt", ca.cert_pem, pemfiles.PUBLIC),
+        ("ca.key", ca.key_pem, pemfiles.PRIVATE),
+        ("tls.crt", serving.cert_pem, pemfiles.PUBLIC),
+        ("tls.key", serving.key_pem, pemfiles.PRIVATE),
     ):
         path = args.out / name
-        path.write_bytes(content)
-        path.chmod(mode)
+        try:
+            pemfiles.write(path, content, mode=mode)
+        except OSError as err:
+            raise CommandError(f"cannot write {path}: {err.strerror or err}") from None
     print(f"wrote {', '.join(FILES)} to {args.out} for {', '.join((*dns_names, *ips))}")
     return EXIT_OK
 
@@ -138,8 +167,11 @@ def run_keep(args: argparse.Namespace) -> int:
             ipaddress.ip_address(ip)
         except ValueError:
             raise CommandError(f"--ip {ip!r} is not an IP address", EXIT_USAGE) from None
-    if args.interval <= 0:
-        raise CommandError("--interval must be positive", EXIT_USAGE)
+    checks.positive_seconds("--interval", args.interval)
+    checks.namespace("--namespace", args.namespace)
+    checks.service_name("--service", args.service)
+    if args.controller_service:
+        checks.service_name("--controller-service", args.controller_service)
     targets = [
         syncing.Target(
             namespace=args.namespace,

@@ -29,7 +29,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 
 from leoflow import logfmt
 from leoflow.certs.servingfiles import ServingFiles
-from leoflow.cli import EXIT_OK, EXIT_USAGE, CommandError
+from leoflow.cli import EXIT_OK, EXIT_USAGE, CommandError, checks
 from leoflow.controller.agentserver import AgentServer, CertificateUnavailable, ServerTls
 from leoflow.controller.agentsink import RunReportSink
 from leoflow.controller.app import Controller, ControllerSettings, default_identity
@@ -144,13 +144,6 @@ def register(subparsers: Any) -> None:
     run.set_defaults(handler=run_controller)
 
 
-def _address(flag: str, value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise CommandError(f"{flag} must be HOST:PORT, got {value!r}", EXIT_USAGE)
-    return host.strip("[]"), int(port)
-
-
 def _annotations(values: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for value in values:
@@ -226,8 +219,13 @@ def controller_settings(args: argparse.Namespace) -> ControllerSettings:
 def run_controller(args: argparse.Namespace) -> int:
     logfmt.configure(logging.DEBUG if args.verbose else logging.INFO)
     settings = controller_settings(args)
-    metrics_address = _address("--metrics-address", args.metrics_address)
-    agent_address = None if args.no_agent_server else _address("--agent-address", args.agent_address)
+    # Port 0 lets the OS pick: both servers log the port they bound.
+    metrics_address = checks.host_port("--metrics-address", args.metrics_address, lowest_port=0)
+    agent_address = (
+        None
+        if args.no_agent_server
+        else checks.host_port("--agent-address", args.agent_address, lowest_port=0)
+    )
     tls = None
     if agent_address is not None and not args.agent_insecure:
         if not (args.agent_tls_cert and args.agent_tls_key):

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from leoflow.certs import pemfiles
 from leoflow.certs.authority import issue_serving, new_ca
 from leoflow.cli import EXIT_FAILED, EXIT_OK, CommandError
 from leoflow.cli.kubeclient import Kube, connect
@@ -113,8 +114,7 @@ def write_tls(directory: Path, addresses: tuple[str, ...]) -> Tls:
     tls = Tls(directory)
     tls.ca.write_bytes(ca.cert_pem)
     tls.cert.write_bytes(pair.cert_pem)
-    tls.key.write_bytes(pair.key_pem)
-    tls.key.chmod(0o600)
+    pemfiles.write_private(tls.key, pair.key_pem)
     return tls
 
 

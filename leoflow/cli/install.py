@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from leoflow.cli import EXIT_OK, EXIT_USAGE, CommandError
+from leoflow.cli import EXIT_OK, EXIT_USAGE, CommandError, buffered_output, checks
 from leoflow.install import manifests, rendering
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def register(subparsers: Any) -> None:
@@ -41,7 +38,7 @@ def register(subparsers: Any) -> None:
         choices=("Always", "IfNotPresent", "Never"),
         help="for the controller and webhook (Never: images imported into the nodes, as in leoflow dev)",
     )
-    install.set_defaults(handler=run_install)
+    install.set_defaults(handler=buffered_output(run_install))
 
 
 def run_install(args: argparse.Namespace) -> int:
@@ -49,11 +46,12 @@ def run_install(args: argparse.Namespace) -> int:
         raise CommandError(
             "leoflow install only prints: run `leoflow install --print | kubectl apply -f -`", EXIT_USAGE
         )
-    if args.namespace is not None and not _DNS_LABEL.match(args.namespace):
-        raise CommandError(
-            f"--namespace {args.namespace!r} is not a valid namespace name (lowercase letters, digits, '-')",
-            EXIT_USAGE,
-        )
+    if args.namespace is not None:
+        checks.namespace("--namespace", args.namespace)
+    for flag, image in (("--image", args.image), ("--agent-image", args.agent_image)):
+        # An empty value would silently fall back to the default image, not the one meant.
+        if image is not None and not image.strip():
+            raise CommandError(f"{flag} must name an image, got an empty value", EXIT_USAGE)
     directory = args.manifests or manifests.default_directory()
     if directory is None:
         raise CommandError("no manifests/ found next to the package: pass --manifests DIR", EXIT_USAGE)

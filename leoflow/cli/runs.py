@@ -23,10 +23,11 @@ from typing import Any
 import aiohttp
 
 from leoflow import kubeyaml
-from leoflow.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError
+from leoflow.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandError, buffered_output
 from leoflow.cli import render as show
 from leoflow.cli.kubeclient import Kube, add_connection_args, connect, type_missing
 from leoflow.cli.live import LiveRun
+from leoflow.cli.spec import dag_file
 from leoflow.controller.kube.errors import ApiError
 from leoflow.controller.kube.transport import CONFIGMAPS, DAGRUNS, DAGS, PODS, KubeObject
 from leoflow.controller.podnames import ATTEMPT_LABEL, ITEM_LABEL, MAIN_CONTAINER, RUN_LABEL, TASK_LABEL
@@ -59,7 +60,7 @@ def register(subparsers: Any) -> None:
     get.add_argument("-A", "--all-namespaces", action="store_true", help="list across all namespaces")
     get.add_argument("-o", "--output", choices=("table", "wide", "json", "yaml"), default="table")
     add_connection_args(get)
-    get.set_defaults(handler=_sync(_get))
+    get.set_defaults(handler=buffered_output(_sync(_get)))
 
     describe = subparsers.add_parser(
         "describe", help="a run in detail: tasks, attempts, reasons, pods, the DAG"
@@ -68,7 +69,7 @@ def register(subparsers: Any) -> None:
     describe.add_argument("name", help="the DAGRun's name")
     describe.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text")
     add_connection_args(describe)
-    describe.set_defaults(handler=_sync(_describe))
+    describe.set_defaults(handler=buffered_output(_sync(_describe)))
 
     watch = subparsers.add_parser(
         "watch", help="follow a run until it ends; exit 0 if it Succeeded, 1 otherwise"
@@ -140,7 +141,7 @@ def _emit(obj: Any, fmt: str) -> None:
 
 def load_dag_file(path: Path) -> CompiledDag:
     """Compiles ``path`` (or ``path/leoflow.yaml``); problems go to stderr and exit 2."""
-    file = path / "leoflow.yaml" if path.is_dir() else path
+    file = dag_file(path)
     if not file.exists():
         raise CommandError(f"{file} does not exist", EXIT_USAGE)
     try:

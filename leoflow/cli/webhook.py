@@ -13,15 +13,44 @@ from pathlib import Path
 from typing import Any
 
 from leoflow import __version__
-from leoflow.agent_inject import InjectionSettings
-from leoflow.cli import EXIT_OK, EXIT_USAGE, CommandError
+from leoflow.agent_inject import InjectionSettings, SettingError
+from leoflow.cli import EXIT_OK, EXIT_USAGE, CommandError, checks
 from leoflow.webhook import agent_in_image, image_index
 from leoflow.webhook.server import ServeOptions, serve
 from leoflow.webhook.serving import DEFAULT_EXCLUDED_NAMESPACES, WebhookConfig
 
+# Each flag's environment variable. An error names both, since the value may have come from either.
+ENVIRONMENT = {
+    "--cert-file": "LEOFLOW_WEBHOOK_CERT_FILE",
+    "--key-file": "LEOFLOW_WEBHOOK_KEY_FILE",
+    "--bind": "LEOFLOW_WEBHOOK_BIND",
+    "--port": "LEOFLOW_WEBHOOK_PORT",
+    "--agent-image": "LEOFLOW_AGENT_IMAGE",
+    "--controller-addr": "LEOFLOW_CONTROLLER_ADDR",
+    "--agent-version": "LEOFLOW_AGENT_VERSION",
+    "--image-index": "LEOFLOW_IMAGE_INDEX",
+    agent_in_image.FLAG: agent_in_image.ENV,
+    "--ca-configmap": "LEOFLOW_CA_CONFIGMAP",
+    "--token-expiry-seconds": "LEOFLOW_TOKEN_EXPIRY_SECONDS",
+}
 
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(name, default)
+# The InjectionSettings fields the flags set, for naming the flag in the settings' own errors.
+SETTING_FLAGS = {
+    "agent_image": "--agent-image",
+    "controller_addr": "--controller-addr",
+    "agent_version": "--agent-version",
+    "token_expiry_seconds": "--token-expiry-seconds",
+    "agent_in_image": agent_in_image.FLAG,
+}
+
+
+def _env(flag: str, default: str | None = None) -> str | None:
+    return os.environ.get(ENVIRONMENT[flag], default)
+
+
+def _named(flag: str) -> str:
+    env = ENVIRONMENT.get(flag)
+    return f"{flag} (or {env})" if env else flag
 
 
 def register(subparsers: Any) -> None:
@@ -33,66 +62,75 @@ def register(subparsers: Any) -> None:
         description="Serves AdmissionReview v1 for pods labelled leoflow.io/inject=true. "
         "Each flag falls back to the environment variable in brackets.",
     )
-    add = serve_parser.add_argument
-    add(
-        "--cert-file",
-        default=_env("LEOFLOW_WEBHOOK_CERT_FILE"),
-        help="serving certificate PEM [LEOFLOW_WEBHOOK_CERT_FILE]",
-    )
-    add(
-        "--key-file",
-        default=_env("LEOFLOW_WEBHOOK_KEY_FILE"),
-        help="its private key PEM [LEOFLOW_WEBHOOK_KEY_FILE]",
-    )
-    add(
-        "--bind",
-        default=_env("LEOFLOW_WEBHOOK_BIND", "127.0.0.1"),
-        help="address to listen on [LEOFLOW_WEBHOOK_BIND]",
-    )
-    add(
-        "--port",
-        default=_env("LEOFLOW_WEBHOOK_PORT", "8443"),
-        help="port (default 8443) [LEOFLOW_WEBHOOK_PORT]",
-    )
-    add("--agent-image", default=_env("LEOFLOW_AGENT_IMAGE"), help="the agent's image [LEOFLOW_AGENT_IMAGE]")
-    add(
-        "--controller-addr",
-        default=_env("LEOFLOW_CONTROLLER_ADDR"),
-        help="host:port the agent reports to [LEOFLOW_CONTROLLER_ADDR]",
-    )
-    add("--agent-version", default=_env("LEOFLOW_AGENT_VERSION", __version__), help="[LEOFLOW_AGENT_VERSION]")
-    add(
-        "--image-index",
-        default=_env("LEOFLOW_IMAGE_INDEX"),
-        help="YAML image -> entrypoint/cmd [LEOFLOW_IMAGE_INDEX]",
-    )
-    add(
+
+    def add(flag: str, text: str = "", default: str | None = None) -> None:
+        serve_parser.add_argument(
+            flag, default=_env(flag, default), help=f"{text} [{ENVIRONMENT[flag]}]".lstrip()
+        )
+
+    add("--cert-file", "serving certificate PEM")
+    add("--key-file", "its private key PEM")
+    add("--bind", "address to listen on", "127.0.0.1")
+    add("--port", "port (default 8443)", "8443")
+    add("--agent-image", "the agent's image")
+    add("--controller-addr", "host:port the agent reports to")
+    add("--agent-version", default=__version__)
+    add("--image-index", "YAML image -> entrypoint/cmd")
+    serve_parser.add_argument(
         agent_in_image.FLAG,
         action="append",
         metavar="PREFIX=PATH",
         help="images starting with PREFIX hold the agent at PATH: no init container copies it "
         f"(repeatable) [{agent_in_image.ENV}, entries separated by whitespace]",
     )
-    add("--ca-configmap", default=_env("LEOFLOW_CA_CONFIGMAP", "leoflow-ca"), help="[LEOFLOW_CA_CONFIGMAP]")
-    add(
-        "--token-expiry-seconds",
-        default=_env("LEOFLOW_TOKEN_EXPIRY_SECONDS", "3600"),
-        help="[LEOFLOW_TOKEN_EXPIRY_SECONDS]",
-    )
-    add(
+    add("--ca-configmap", default="leoflow-ca")
+    add("--token-expiry-seconds", default="3600")
+    serve_parser.add_argument(
         "--exclude-namespace",
         action="append",
         help=f"namespace never injected (repeatable; default {', '.join(DEFAULT_EXCLUDED_NAMESPACES)})",
     )
-    add("--cert-check-interval", type=float, default=10.0, help="seconds between certificate file checks")
+    serve_parser.add_argument(
+        "--cert-check-interval", type=float, default=10.0, help="seconds between certificate file checks"
+    )
     serve_parser.set_defaults(handler=run_serve)
 
 
-def _int(name: str, value: str) -> int:
+def _int(flag: str, value: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise CommandError(f"{name} must be an integer, got {value!r}", EXIT_USAGE) from None
+        raise CommandError(f"{_named(flag)} must be an integer, got {value!r}", EXIT_USAGE) from None
+
+
+def _settings(args: argparse.Namespace) -> InjectionSettings:
+    try:
+        entrypoints = image_index.load(Path(args.image_index)) if args.image_index else {}
+        entries = args.agent_in_image or agent_in_image.from_environment(_env(agent_in_image.FLAG))
+        return InjectionSettings(
+            agent_image=args.agent_image,
+            controller_addr=args.controller_addr,
+            agent_version=args.agent_version,
+            ca_configmap=args.ca_configmap or None,
+            token_expiry_seconds=_int("--token-expiry-seconds", args.token_expiry_seconds),
+            image_entrypoints=entrypoints,
+            agent_in_image=agent_in_image.parse(entries),
+        )
+    except SettingError as err:
+        flag = SETTING_FLAGS.get(err.setting)
+        message = f"{_named(flag)} {err.problem}" if flag else str(err)
+        raise CommandError(message, EXIT_USAGE) from None
+    except ValueError as err:
+        raise CommandError(str(err), EXIT_USAGE) from None
+
+
+def _check_readable(flag: str, path: Path) -> None:
+    # The TLS library's own error would say "No such file or directory" without saying which.
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as err:
+        raise CommandError(f"{_named(flag)} {path}: cannot read it: {err.strerror}", EXIT_USAGE) from None
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -108,27 +146,20 @@ def run_serve(args: argparse.Namespace) -> int:
     ]
     if missing:
         raise CommandError(f"missing {', '.join(missing)} (or their environment variables)", EXIT_USAGE)
-    try:
-        entrypoints = image_index.load(Path(args.image_index)) if args.image_index else {}
-        entries = args.agent_in_image or agent_in_image.from_environment(_env(agent_in_image.ENV))
-        injection = InjectionSettings(
-            agent_image=args.agent_image,
-            controller_addr=args.controller_addr,
-            agent_version=args.agent_version,
-            ca_configmap=args.ca_configmap or None,
-            token_expiry_seconds=_int("--token-expiry-seconds", args.token_expiry_seconds),
-            image_entrypoints=entrypoints,
-            agent_in_image=agent_in_image.parse(entries),
-        )
-    except ValueError as err:
-        raise CommandError(str(err), EXIT_USAGE) from None
+    # The API server dials a port it was told, so the OS picking one (port 0) would serve no one.
+    port = checks.port(_named("--port"), args.port)
+    checks.host_port(_named("--controller-addr"), args.controller_addr)
+    checks.positive_seconds("--cert-check-interval", args.cert_check_interval)
+    injection = _settings(args)
     options = ServeOptions(
         cert_file=Path(args.cert_file),
         key_file=Path(args.key_file),
         host=args.bind,
-        port=_int("--port", args.port),
+        port=port,
         cert_check_interval=args.cert_check_interval,
     )
+    _check_readable("--cert-file", options.cert_file)
+    _check_readable("--key-file", options.key_file)
     excluded = frozenset(args.exclude_namespace or DEFAULT_EXCLUDED_NAMESPACES)
     try:
         asyncio.run(serve(options, WebhookConfig(injection=injection, excluded_namespaces=excluded)))

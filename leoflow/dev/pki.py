@@ -14,6 +14,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from leoflow.certs import pemfiles
 from leoflow.certs.authority import CertificatePair, issue_leaf, new_ca
 
 VALIDITY = datetime.timedelta(days=365)
@@ -54,8 +55,7 @@ def load_pair(cert: Path, key: Path) -> CertificatePair:
 
 def write_pair(pair: CertificatePair, cert: Path, key: Path) -> None:
     """Writes the key first and private (0600), so a reader never sees a cert without its key."""
-    key.write_bytes(pair.key_pem)
-    key.chmod(0o600)
+    pemfiles.write_private(key, pair.key_pem)
     cert.write_bytes(pair.cert_pem)
 
 
@@ -111,12 +111,12 @@ def ensure_pki(home: Path) -> Pki:
         client=True,
     )
     sa_key = ec.generate_private_key(ec.SECP256R1())
-    pki.sa_key.write_bytes(
+    pemfiles.write_private(
+        pki.sa_key,
         sa_key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        ),
     )
-    pki.sa_key.chmod(0o600)
     pki.sa_pub.write_bytes(
         sa_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

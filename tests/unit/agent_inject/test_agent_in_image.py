@@ -152,7 +152,7 @@ def test_index_lookup_prefers_the_longest_prefix_and_misses_cleanly() -> None:
     ("index", "fragment"),
     [
         ({"": IN_IMAGE}, "an empty image prefix"),
-        ({"r/": "bin/leoflow-agent"}, "agent-in-image entry r/=bin/leoflow-agent: the path is not absolute"),
+        ({"r/": "bin/leoflow-agent"}, "agent_in_image entry r/=bin/leoflow-agent: the path is not absolute"),
         ({"r/": "/leoflow/outputs/a"}, "is under /leoflow/outputs"),
     ],
 )

@@ -85,6 +85,25 @@ def test_an_out_of_range_sensor_flag_is_a_usage_error_naming_it(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("flag", ["--metrics-address", "--agent-address"])
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("0.0.0.0:99999", "'0.0.0.0:99999': the port must be between 0 and 65535"),
+        ("0.0.0.0:-1", "must be HOST:PORT, got '0.0.0.0:-1'"),
+        ("9443", "must be HOST:PORT, got '9443'"),
+    ],
+)
+def test_an_address_without_a_usable_port_is_a_usage_error_naming_the_flag(
+    flag: str, value: str, fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unreachable = ["--agent-insecure", f"--kubeconfig={tmp_path / 'missing'}"]
+    assert main(["controller", "run", *unreachable, f"{flag}={value}"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"leoflow: error: {flag} {fragment}" in err
+    assert "Traceback" not in err
+
+
 @pytest.mark.parametrize(
     "flag", ["--sensor-http-per-host", "--sensor-progress-period", "--sensor-progress-batch"]
 )

@@ -121,6 +121,17 @@ def test_invalid_namespace_is_a_usage_error(capsys: pytest.CaptureFixture[str]) 
     assert "--namespace 'Bad_Name' is not a valid namespace name" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag", ["--image", "--agent-image"])
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_image_is_refused_not_replaced_by_the_default(
+    flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["install", "--print", flag, value]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"leoflow: error: {flag} must name an image, got an empty value" in captured.err
+
+
 def test_manifests_directory_without_kustomization_is_named(
     capsys: pytest.CaptureFixture[str], tmp_path: Any
 ) -> None:

@@ -48,19 +48,89 @@ def test_serve_with_a_bad_image_index_names_the_file_and_entry(
     assert f"{index}: nginx:1.27.entrypoint" in err
 
 
-def test_serve_with_unreadable_certificate_fails_with_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("missing", ["--cert-file", "--key-file"])
+def test_serve_with_an_unreadable_certificate_file_names_the_flag_and_the_path(
+    missing: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = [
-        "webhook",
-        "serve",
-        "--cert-file",
-        str(tmp_path / "none.crt"),
-        "--key-file",
-        str(tmp_path / "none.key"),
-    ]
-    assert main([*argv, "--agent-image", "a", "--controller-addr", "c:1", "--port", "0"]) == 1
-    assert "webhook cannot start" in capsys.readouterr().err
+    assert main(["certs", "generate", "--out", str(tmp_path), "--service", "wh", "--namespace", "ns"]) == 0
+    files = {"--cert-file": tmp_path / "tls.crt", "--key-file": tmp_path / "tls.key"}
+    files[missing] = tmp_path / "none.pem"
+    argv = ["webhook", "serve", "--agent-image", "a", "--controller-addr", "c:1"]
+    argv += ["--cert-file", str(files["--cert-file"]), "--key-file", str(files["--key-file"])]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{missing} (or LEOFLOW_WEBHOOK_" in err
+    assert f"{tmp_path / 'none.pem'}: cannot read it: No such file or directory" in err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_serve_refuses_a_cert_check_interval_that_would_spin_or_never_check(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*SERVE, "--cert-check-interval", value]) == 2
+    assert "--cert-check-interval must be a positive number of seconds" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("99999", "must be a port between 1 and 65535, got 99999"),
+        ("-1", "must be a port between 1 and 65535, got -1"),
+        ("0", "must be a port between 1 and 65535, got 0"),
+        ("https", "must be a port number, got 'https'"),
+    ],
+)
+def test_serve_refuses_a_port_outside_1_to_65535_naming_flag_and_variable(
+    value: str, fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*SERVE, "--port", value]) == 2
+    err = capsys.readouterr().err
+    assert f"--port (or LEOFLOW_WEBHOOK_PORT) {fragment}" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("nocolon", "must be HOST:PORT, got 'nocolon'"),
+        (":9443", "must be HOST:PORT, got ':9443'"),
+        ("c:port", "must be HOST:PORT, got 'c:port'"),
+        ("c:99999", "'c:99999': the port must be between 1 and 65535"),
+        ("c:0", "'c:0': the port must be between 1 and 65535"),
+    ],
+)
+def test_serve_requires_the_controller_address_as_host_and_port(
+    value: str, fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*SERVE, "--controller-addr", value]) == 2
+    assert f"--controller-addr (or LEOFLOW_CONTROLLER_ADDR) {fragment}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--token-expiry-seconds", "-5"],
+            "--token-expiry-seconds (or LEOFLOW_TOKEN_EXPIRY_SECONDS) must be at least 600, got -5",
+        ),
+        (
+            ["--token-expiry-seconds", "soon"],
+            "--token-expiry-seconds (or LEOFLOW_TOKEN_EXPIRY_SECONDS) must be an integer, got 'soon'",
+        ),
+        (["--agent-version", " "], "--agent-version (or LEOFLOW_AGENT_VERSION) must not be empty"),
+        (
+            ["--agent-image", " "],
+            "--agent-image (or LEOFLOW_AGENT_IMAGE) must name the agent's container image",
+        ),
+    ],
+)
+def test_a_setting_the_injection_refuses_is_reported_by_its_flag_and_variable(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*SERVE, *flags]) == 2
+    err = capsys.readouterr().err
+    assert f"leoflow: error: {message}\n" in err
+    assert "token_expiry_seconds" not in err and "agent_version" not in err
 
 
 def test_image_index_loads_entrypoint_and_cmd(tmp_path: Path) -> None:
@@ -120,7 +190,11 @@ async def test_serve_answers_over_tls_and_stops_when_asked(tmp_path: Path) -> No
     [
         ("registry.local/dags/", "--agent-in-image 'registry.local/dags/': expected IMAGE-PREFIX=PATH"),
         ("=/usr/local/bin/leoflow-agent", "expected IMAGE-PREFIX=PATH"),
-        ("r/=bin/leoflow-agent", "agent-in-image entry r/=bin/leoflow-agent: the path is not absolute"),
+        (
+            "r/=bin/leoflow-agent",
+            "--agent-in-image (or LEOFLOW_AGENT_IN_IMAGE) entry r/=bin/leoflow-agent: "
+            "the path is not absolute",
+        ),
         ("r/=/usr/bin/../leoflow-agent", "the path is not clean"),
     ],
 )
@@ -147,4 +221,4 @@ def test_serve_reads_the_agent_in_image_index_from_the_environment(
 ) -> None:
     monkeypatch.setenv("LEOFLOW_AGENT_IN_IMAGE", "r/=/usr/local/bin/leoflow-agent q/=relative")
     assert main(SERVE) == 2
-    assert "agent-in-image entry q/=relative: the path is not absolute" in capsys.readouterr().err
+    assert "LEOFLOW_AGENT_IN_IMAGE) entry q/=relative: the path is not absolute" in capsys.readouterr().err
