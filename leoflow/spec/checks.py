@@ -7,9 +7,11 @@ findings when other parts of the file are malformed: the author sees every probl
 from __future__ import annotations
 
 import difflib
+from decimal import Decimal
 from typing import Any
 
-from leoflow.spec.fields import ENV_NAME
+from leoflow.spec import kubeschema
+from leoflow.spec.fields import ENV_NAME, quantity_value
 from leoflow.spec.podmetadata import ANNOTATIONS_LIMIT_BYTES, MAX_POD_ANNOTATIONS_BYTES, annotations_bytes
 from leoflow.spec.problems import Path, Problem
 from leoflow.spec.schedule import ScheduleError, check_cron, check_timezone
@@ -26,7 +28,29 @@ def check(doc: Document) -> list[Problem]:
         *_check_env_names(doc),
         *_check_annotation_sizes(doc),
         *_check_prestart(doc),
+        *_check_affinity(doc),
+        *_check_resources(doc),
     ]
+
+
+def _pod_settings(doc: Document) -> list[tuple[Path, dict[str, Any]]]:
+    """``defaults`` and every task, each with its path: where the task settings are written."""
+    defaults = doc.data.get("defaults")
+    holders: list[tuple[Path, dict[str, Any]]] = []
+    if isinstance(defaults, dict):
+        holders.append((("defaults",), defaults))
+    return holders + [(("tasks", name), task) for name, task in _raw_tasks(doc).items()]
+
+
+def _check_affinity(doc: Document) -> list[Problem]:
+    problems = []
+    for path, holder in _pod_settings(doc):
+        affinity = holder.get("affinity")
+        if isinstance(affinity, dict):
+            for found in kubeschema.check(affinity, "V1Affinity"):
+                where = (*path, "affinity", *found.path)
+                problems.append(doc.problem(where, found.message, key=found.on_key))
+    return problems
 
 
 def _raw_tasks(doc: Document) -> dict[str, dict[str, Any]]:
@@ -196,7 +220,27 @@ def _strings(value: Any, path: Path) -> list[tuple[Path, str]]:
     return []
 
 
-_TEMPLATED_FIELDS = ("command", "args", "env", "fanOut", "sensor")
+def _env_strings(env: Any, path: Path, skip: Any = ()) -> list[tuple[Path, str]]:
+    if not isinstance(env, dict):
+        return []
+    return [((*path, k), v) for k, v in env.items() if isinstance(v, str) and k not in skip]
+
+
+def _templated_strings(doc: Document, name: str, task: dict[str, Any]) -> list[tuple[Path, str]]:
+    """The strings rendered when the task runs (the model refuses a template anywhere else),
+    with the ``defaults.env`` values the task inherits if it runs a pod: rendered there too."""
+    base: Path = ("tasks", name)
+    found = [s for f in ("command", "args", "sensor") for s in _strings(task.get(f), (*base, f))]
+    found += _env_strings(task.get("env"), (*base, "env"))
+    fan_out = task.get("fanOut")
+    if isinstance(fan_out, dict) and isinstance(fan_out.get("items"), str):
+        found.append(((*base, "fanOut", "items"), fan_out["items"]))
+    defaults, sensor = doc.data.get("defaults"), task.get("sensor")
+    runs_pod = not isinstance(sensor, dict) or "command" in sensor
+    if isinstance(defaults, dict) and runs_pod:
+        own = task.get("env")
+        found += _env_strings(defaults.get("env"), ("defaults", "env"), own if isinstance(own, dict) else ())
+    return found
 
 
 def _check_templates(
@@ -208,26 +252,25 @@ def _check_templates(
     problems: list[Problem] = []
     for name, task in tasks.items():
         fan_out = task.get("fanOut")
-        for field in _TEMPLATED_FIELDS:
-            for path, text in _strings(task.get(field), ("tasks", name, field)):
-                if not has_template(text):
-                    continue
-                try:
-                    refs = references(text)
-                except TemplateError as err:
-                    problems.append(doc.problem(path, str(err)))
-                    continue
-                for ref in refs:
-                    message = _unresolved(
-                        ref,
-                        task=name,
-                        tasks=tasks,
-                        ancestry=ancestry,
-                        params=param_names,
-                        fan_out=fan_out is not None,
-                    )
-                    if message:
-                        problems.append(doc.problem(path, message))
+        for path, text in _templated_strings(doc, name, task):
+            if not has_template(text):
+                continue
+            try:
+                refs = references(text)
+            except TemplateError as err:
+                problems.append(doc.problem(path, str(err)))
+                continue
+            for ref in refs:
+                message = _unresolved(
+                    ref,
+                    task=name,
+                    tasks=tasks,
+                    ancestry=ancestry,
+                    params=param_names,
+                    fan_out=fan_out is not None,
+                )
+                if message:
+                    problems.append(doc.problem(path, message))
         if isinstance(fan_out, dict) and isinstance(fan_out.get("items"), str):
             problems.extend(_check_fan_out_source(doc, name, fan_out["items"]))
     return problems
@@ -284,13 +327,14 @@ def _check_schedule(doc: Document) -> list[Problem]:
         return []
     problems = []
     cron, zone = schedule.get("cron"), schedule.get("timezone")
+    # A template in either is the model's to report: it is not rendered.
     try:
-        if isinstance(cron, str):
+        if isinstance(cron, str) and not has_template(cron):
             check_cron(cron)
     except ScheduleError as err:
         problems.append(doc.problem(("schedule", "cron"), str(err)))
     try:
-        if isinstance(zone, str):
+        if isinstance(zone, str) and not has_template(zone):
             check_timezone(zone)
     except ScheduleError as err:
         problems.append(doc.problem(("schedule", "timezone"), str(err)))
@@ -349,7 +393,8 @@ def _check_env_names(doc: Document) -> list[Problem]:
         if not isinstance(env, dict):
             continue
         for key in env:
-            if not isinstance(key, str) or not ENV_NAME.match(key):
+            # A key YAML did not read as a string is the model's to report (quote it).
+            if isinstance(key, str) and not ENV_NAME.match(key):
                 problems.append(
                     doc.problem((*path, key), f"'{key}' is not a valid environment variable name", key=True)
                 )
@@ -375,6 +420,14 @@ def _check_prestart(doc: Document) -> list[Problem]:
                     where,
                     f"only an 'all_success' task is created ahead; a '{task.get('trigger')}' task's pod "
                     "would mostly be thrown away: remove 'prestart'",
+                )
+            )
+        elif not task.get("after"):
+            problems.append(
+                doc.problem(
+                    where,
+                    "a task with no upstream ('after') starts with the run, so there is nothing to "
+                    "create its pod ahead of: remove 'prestart'",
                 )
             )
         strings = [s for f in ("command", "args", "env") for s in _strings(task.get(f), ("tasks", name, f))]
@@ -427,3 +480,55 @@ def _too_large(size: int, merged: str) -> str:
         f"{MAX_POD_ANNOTATIONS_BYTES}: the API server refuses more than {ANNOTATIONS_LIMIT_BYTES}, "
         f"and Leoflow keeps {ANNOTATIONS_LIMIT_BYTES - MAX_POD_ANNOTATIONS_BYTES} for its own"
     )
+
+
+_LIMITED_RESOURCES = ("cpu", "memory", "ephemeralStorage")
+
+
+def _quantities(holder: Any, *keys: str) -> dict[str, tuple[Decimal, str, Path]]:
+    """The limited resources of ``holder[keys...]`` that are valid quantities: value, text, where."""
+    found: dict[str, tuple[Decimal, str, Path]] = {}
+    block = holder
+    for key in keys:
+        block = block.get(key) if isinstance(block, dict) else None
+    if not isinstance(block, dict):
+        return found
+    for name in _LIMITED_RESOURCES:
+        raw = block.get(name)
+        if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+            continue
+        text = repr(raw) if isinstance(raw, float) else str(raw)
+        value = quantity_value(text)
+        if value is not None:
+            found[name] = (value, text, (*keys, name))
+    return found
+
+
+def _check_resources(doc: Document) -> list[Problem]:
+    """A limit below its request (the task's merged over ``defaults``) is a pod the API server
+    refuses. Memory without a limit of its own is limited to its request, so it cannot be below.
+    Reported where the task sets one of the two; a pair both inherited, once on ``defaults``."""
+    defaults = doc.data.get("defaults")
+    inherited = (_quantities(defaults, "resources"), _quantities(defaults, "resources", "limits"))
+    problems = []
+    for path, holder in _pod_settings(doc):
+        own_requests = _quantities(holder, "resources")
+        own_limits = _quantities(holder, "resources", "limits")
+        for name in _LIMITED_RESOURCES:
+            own_request, own_limit = own_requests.get(name), own_limits.get(name)
+            if path[0] == "defaults" or (own_request is None and own_limit is None):
+                request, limit = own_request, own_limit
+            else:
+                request = own_request or inherited[0].get(name)
+                limit = own_limit or inherited[1].get(name)
+            if request is None or limit is None or limit[0] >= request[0]:
+                continue
+            if own_limit is not None or path[0] == "defaults":
+                where, inherited_from = (*path, *limit[2]), "" if own_request else " (from defaults)"
+                said = f"the {name} limit {limit[1]} is below the {name} request {request[1]}{inherited_from}"
+            else:
+                where = (*path, *request[2])
+                said = f"the {name} request {request[1]} is above the {name} limit {limit[1]} (from defaults)"
+            fix = "Kubernetes refuses such a pod; raise the limit or lower the request"
+            problems.append(doc.problem(where, f"{said}: {fix}"))
+    return problems

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from leoflow.spec.fields import (
     MAX_ARGV_ITEMS,
@@ -25,20 +25,39 @@ from leoflow.spec.fields import (
     MAX_UPSTREAMS,
     DagName,
     DurationSeconds,
+    GpuCount,
     HeaderName,
     HeaderValue,
+    HttpStatus,
     Identifier,
+    Image,
     Namespace,
+    ObjectName,
+    PokeInterval,
     Quantity,
+    SensorTimeout,
+    SensorUrl,
     TaskName,
+    TaskTimeout,
+    TemplatedObjectName,
+    TemplateText,
     Text,
+    untemplated,
 )
-from leoflow.spec.podmetadata import AnnotationKey, LabelKey, LabelValue
+from leoflow.spec.podmetadata import AnnotationKey, AnnotationValue, LabelKey, LabelValue
 
 TriggerRule = Literal["all_success", "all_done", "all_failed", "one_success", "one_failed", "none_failed"]
 ConcurrencyPolicy = Literal["Allow", "Forbid", "Replace"]
 ParamType = Literal["string", "integer", "number", "boolean"]
 Scalar = str | int | float | bool
+
+
+def _literal_item(value: Scalar) -> Scalar:
+    return untemplated(value) if isinstance(value, str) else value
+
+
+LiteralItem = Annotated[Scalar, AfterValidator(_literal_item)]
+"""A literal fan-out item is passed to ``{{ item }}`` as written, not rendered itself."""
 
 
 class FileModel(BaseModel):
@@ -65,7 +84,7 @@ class Resources(FileModel):
     cpu: Quantity | None = None
     memory: Quantity | None = None
     ephemeralStorage: Quantity | None = None
-    gpu: Quantity | None = None
+    gpu: GpuCount | None = None
     limits: ResourceLimits | None = None
 
 
@@ -76,18 +95,18 @@ class ResourceLimits(FileModel):
 
 
 class SecretRef(FileModel):
-    secret: Text
+    secret: ObjectName
     key: Text
     optional: bool = False
 
 
 class ConfigMapRef(FileModel):
-    configMap: Text
+    configMap: ObjectName
     key: Text
     optional: bool = False
 
 
-EnvValue = Text | SecretRef | ConfigMapRef
+EnvValue = TemplateText | SecretRef | ConfigMapRef
 
 
 class Toleration(FileModel):
@@ -105,17 +124,18 @@ class PodSettings(FileModel):
     retryDelay: DurationSeconds | None = None
     retryBackoff: float | None = Field(default=None, ge=1.0, le=10.0)
     maxRetryDelay: DurationSeconds | None = None
-    timeout: DurationSeconds | None = None
+    timeout: TaskTimeout | None = None
     resources: Resources | None = None
-    image: Text | None = None
+    image: Image | None = None
     env: dict[str, EnvValue] | None = Field(default=None, max_length=MAX_ENV_PER_TASK)
-    nodeSelector: dict[str, Text] | None = None
+    nodeSelector: dict[Text, Text] | None = None
     tolerations: list[Toleration] | None = None
     affinity: dict[str, Any] | None = None
-    serviceAccountName: Text | None = None
+    """A Kubernetes ``Affinity``, passed to the pod as written; the checks hold it to the schema."""
+    serviceAccountName: ObjectName | None = None
     podLabels: dict[LabelKey, LabelValue] | None = None
     """Merged key by key over the defaults' labels."""
-    podAnnotations: dict[AnnotationKey, str] | None = None
+    podAnnotations: dict[AnnotationKey, AnnotationValue] | None = None
     """Merged key by key over the defaults' annotations; sized as a whole by the checks."""
     prestart: bool | Literal["auto"] | None = None
     """Create the task's pod while its upstreams still run; its agent holds the command until they
@@ -132,20 +152,20 @@ class Defaults(PodSettings):
 class FanOut(FileModel):
     """Map a task over ``items``: a literal list, or ``"{{ tasks.T.outputs.O }}"`` naming a list output."""
 
-    items: list[Scalar] | Text = Field(max_length=MAX_FANOUT_ITEMS)
+    items: list[LiteralItem] | TemplateText = Field(max_length=MAX_FANOUT_ITEMS)
     maxParallel: int | None = Field(default=None, ge=1, le=10_000)
 
 
 class TimeSensor(FileModel):
     delay: DurationSeconds | None = None
-    at: Text | None = None
+    at: TemplateText | None = None
 
 
 class HeaderFromSecret(FileModel):
     """An HTTP header value read from a Secret in the run's namespace when the sensor starts."""
 
-    secret: Text
-    key: Text
+    secret: TemplatedObjectName
+    key: TemplateText
     prefix: HeaderValue = ""
     """Put in front of the Secret's value, e.g. ``"Bearer "``."""
 
@@ -154,11 +174,11 @@ RequestTimeout = Annotated[DurationSeconds, Field(ge=1, le=MAX_REQUEST_TIMEOUT_S
 
 
 class HttpSensor(FileModel):
-    url: Text
+    url: SensorUrl
     method: Literal["GET", "HEAD", "POST"] = "GET"
-    expectStatus: list[int] = Field(default_factory=lambda: [200])
-    jsonPath: Text | None = None
-    jsonValue: Text | None = None
+    expectStatus: list[HttpStatus] = Field(default_factory=lambda: [200], min_length=1)
+    jsonPath: TemplateText | None = None
+    jsonValue: TemplateText | None = None
     headers: dict[HeaderName, HeaderValue] = Field(default_factory=dict, max_length=MAX_HTTP_HEADERS)
     headersFrom: dict[HeaderName, HeaderFromSecret] = Field(default_factory=dict, max_length=MAX_HTTP_HEADERS)
     requestTimeout: RequestTimeout | None = None
@@ -175,13 +195,13 @@ class HttpSensor(FileModel):
 
 
 class KubernetesSensor(FileModel):
-    apiVersion: Text
-    kind: Text
-    name: Text
-    namespace: Text | None = None
-    condition: Text | None = None
-    jsonPath: Text | None = None
-    jsonValue: Text | None = None
+    apiVersion: TemplateText
+    kind: TemplateText
+    name: TemplatedObjectName
+    namespace: TemplateText | None = None
+    condition: TemplateText | None = None
+    jsonPath: TemplateText | None = None
+    jsonValue: TemplateText | None = None
 
 
 class DagRunSensor(FileModel):
@@ -190,12 +210,12 @@ class DagRunSensor(FileModel):
     """Where the other DAG's runs live; default: this run's namespace."""
     task: TaskName | None = None
     state: Literal["Succeeded", "Failed", "Cancelled"] = "Succeeded"
-    logicalDate: Text = "{{ logical_date }}"
+    logicalDate: TemplateText = "{{ logical_date }}"
 
 
 class CommandSensor(FileModel):
-    command: list[Text] = Field(min_length=1, max_length=MAX_ARGV_ITEMS)
-    args: list[Text] | None = Field(default=None, max_length=MAX_ARGV_ITEMS)
+    command: list[TemplateText] = Field(min_length=1, max_length=MAX_ARGV_ITEMS)
+    args: list[TemplateText] | None = Field(default=None, max_length=MAX_ARGV_ITEMS)
 
 
 class Sensor(FileModel):
@@ -206,11 +226,11 @@ class Sensor(FileModel):
     kubernetes: KubernetesSensor | None = None
     dagRun: DagRunSensor | None = None
     command: CommandSensor | None = None
-    pokeInterval: DurationSeconds = 30
-    maxPokeInterval: DurationSeconds = 600
+    pokeInterval: PokeInterval = 30
+    maxPokeInterval: PokeInterval = 600
     pokeBackoff: float | None = Field(default=None, ge=1.0, le=10.0)
     """After each "not yet" the wait grows by this factor, up to maxPokeInterval (default: none)."""
-    timeout: DurationSeconds = 86_400
+    timeout: SensorTimeout = 86_400
     softFail: bool = False
 
     @model_validator(mode="after")
@@ -225,8 +245,8 @@ SENSOR_KINDS = ("time", "http", "kubernetes", "dagRun", "command")
 
 
 class Task(PodSettings):
-    command: list[Text] | None = Field(default=None, min_length=1, max_length=MAX_ARGV_ITEMS)
-    args: list[Text] | None = Field(default=None, max_length=MAX_ARGV_ITEMS)
+    command: list[TemplateText] | None = Field(default=None, min_length=1, max_length=MAX_ARGV_ITEMS)
+    args: list[TemplateText] | None = Field(default=None, max_length=MAX_ARGV_ITEMS)
     after: list[TaskName] = Field(default_factory=list, max_length=MAX_UPSTREAMS)
     trigger: TriggerRule = "all_success"
     outputs: list[Identifier] = Field(default_factory=list, max_length=MAX_OUTPUTS_PER_TASK)
@@ -247,7 +267,7 @@ class DagFile(FileModel):
     """The whole ``leoflow.yaml``."""
 
     dag: DagName
-    image: Text
+    image: Image
     description: Text | None = None
     schedule: Schedule | None = None
     params: dict[Identifier, Param] = Field(default_factory=dict, max_length=MAX_PARAMS)

@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator
 
 from leoflow.agent_inject.names import AGENT_PATH_ANNOTATION, ENTRYPOINT_ANNOTATION
+from leoflow.spec.fields import untemplated
 
 _NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -102,6 +103,7 @@ def annotation_key(key: str) -> str:
 
 
 def _label_value(value: str) -> str:
+    untemplated(value)
     if len(value) > MAX_LABEL_VALUE:
         raise ValueError(
             f"label value '{value}' is {len(value)} characters long; the maximum is {MAX_LABEL_VALUE}"
@@ -122,3 +124,4 @@ def annotations_bytes(annotations: Mapping[str, str]) -> int:
 LabelKey = Annotated[str, AfterValidator(_label_key)]
 LabelValue = Annotated[str, AfterValidator(_label_value)]
 AnnotationKey = Annotated[str, AfterValidator(annotation_key)]
+AnnotationValue = Annotated[str, AfterValidator(untemplated)]

@@ -53,7 +53,10 @@ def check_timezone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as err:
-        close = difflib.get_close_matches(name, sorted(available_timezones()), n=1)
+        zones = sorted(available_timezones())
+        # `utc` or `europe/paris` is a real zone written in the wrong case: that one was meant.
+        same = [z for z in zones if z.lower() == name.lower()]
+        close = same or difflib.get_close_matches(name, zones, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else " (use an IANA name such as Europe/Paris)"
         raise ScheduleError(f"unknown timezone '{name}'{hint}") from err
 

@@ -10,14 +10,15 @@ Timestamps stay strings: a param default ``2024-01-01`` means the text, not a da
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
-from leoflow.spec.fields import MAX_FILE_BYTES, MAX_NESTING, MAX_YAML_NODES
+from leoflow.spec.fields import MAX_FILE_BYTES, MAX_NESTING, MAX_YAML_NODES, SpelledInt
 from leoflow.spec.problems import CompileError, Mark, Path, Problem, format_path
 
 _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -33,6 +34,8 @@ _SCALARS = {
 _MISSING = object()
 _PLAIN_CACHE = 100_000
 _AS_TEXT = {_TAG + "str", _TAG + "timestamp", _TAG + "merge", "!"}
+_CONTAINER_TAGS = {None, "!", _TAG + "map", _TAG + "seq"}
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", type(None): "null"}
 
 
 @dataclass
@@ -47,6 +50,8 @@ class Document:
     data: Any
     marks: dict[Path, Any] = field(default_factory=dict)
     key_marks: dict[Path, Any] = field(default_factory=dict)
+    key_texts: dict[Path, str] = field(default_factory=dict)
+    """How the file spells each key that YAML read as something else than a string (``on``, ``1``)."""
 
     def mark(self, path: Path, *, key: bool = False) -> Mark:
         """The position of ``path``, or of its nearest ancestor that exists."""
@@ -60,7 +65,13 @@ class Document:
             path = path[:-1]
 
     def problem(self, path: Path, message: str, *, key: bool = False) -> Problem:
-        return Problem(self.file, self.mark(path, key=key), format_path(path), message)
+        return Problem(self.file, self.mark(path, key=key), self.display(path), message)
+
+    def display(self, path: Path) -> str:
+        """``path`` as text, each non-string key as the file spells it (``podAnnotations.on``)."""
+        if self.key_texts:
+            path = tuple(self.key_texts.get(path[: i + 1], part) for i, part in enumerate(path))
+        return format_path(path)
 
 
 def _position(raw: Any) -> Mark:
@@ -72,6 +83,26 @@ NESTING_REFUSED = f"nesting deeper than {MAX_NESTING} levels; refused"
 
 def _mark(event: Any) -> Mark:
     return _position(event.start_mark)
+
+
+def _tag_name(tag: str) -> str:
+    return "!!" + tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
+
+
+def _refuse_tag(event: Any) -> NoReturn:
+    raise _Refused(
+        _mark(event),
+        f"unsupported YAML tag {_tag_name(event.tag)}: only !!str, !!int, !!float, !!bool, !!null, "
+        "!!map and !!seq are accepted",
+    )
+
+
+def key_must_be_string(key: object, text: str) -> str:
+    """The message for a mapping key YAML read as something else than a string."""
+    what = next((_TYPE_NAMES[t] for t in type(key).__mro__ if t in _TYPE_NAMES), type(key).__name__)
+    if not text:
+        return f"an empty key is read as {what}, but keys must be strings"
+    return f"key {text} is read as {what}, but keys must be strings; quote it: '{text}'"
 
 
 class _Refused(Exception):
@@ -88,6 +119,7 @@ class _Frame:
     size: int = 1
     key: Any = None
     key_mark: Any = None
+    key_text: str = ""
     has_key: bool = False
     merges: list[tuple[dict[Any, Any], Any]] = field(default_factory=list)
 
@@ -143,16 +175,21 @@ class _Builder:
         if tag in _SCALARS:
             node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark)
             value = _SCALARS[tag](node)
+            if type(value) is int and str(value) != event.value:
+                value = SpelledInt(value, event.value)
         elif tag in _AS_TEXT:
             value = event.value
         else:
-            raise _Refused(_mark(event), f"unsupported YAML tag {tag}")
+            _refuse_tag(event)
         if event.tag is None and len(self.plain) < _PLAIN_CACHE:
             self.plain[event.value] = value
         return value
 
     def _open(self, event: Any) -> None:
         self._count(1, event)
+        # PyYAML's safe loader would refuse these; an event parser sees only the tag's name.
+        if event.tag not in _CONTAINER_TAGS:
+            _refuse_tag(event)
         if len(self.stack) >= MAX_NESTING:
             raise _Refused(_mark(event), NESTING_REFUSED)
         path = self._child_path(event)
@@ -194,6 +231,8 @@ class _Builder:
             if isinstance(value, dict | list):
                 raise _Refused(_mark(event), "a mapping key must be a plain value, not a mapping or list")
             parent.key, parent.key_mark, parent.has_key = value, event.start_mark, True
+            if type(value) is not str:
+                parent.key_text = event.value if type(event) is yaml.ScalarEvent else f"*{event.anchor}"
             return
         path = self._child_path(event)
         self.doc.marks[path] = event.start_mark
@@ -210,16 +249,53 @@ class _Builder:
             return
         key, key_mark = parent.key, parent.key_mark
         parent.key, parent.key_mark, parent.has_key = None, None, False
-        if key == "<<" and isinstance(value, dict | list):
-            merged = [value] if isinstance(value, dict) else [v for v in value if isinstance(v, dict)]
+        if key == "<<":
+            merged = value if isinstance(value, list) else [value]
+            if not all(isinstance(m, dict) for m in merged):
+                raise _Refused(
+                    _position(key_mark),
+                    "a merge key '<<' takes a mapping or a list of mappings, e.g. <<: *base",
+                )
             parent.merges.extend((m, event.start_mark) for m in merged)
             return
+        if type(key) is not str:
+            self.doc.key_texts[path] = parent.key_text
+            if key in parent.value:
+                # 1 and true are equal Python keys: say what is wrong with them, not "duplicate".
+                raise _Refused(_position(key_mark), key_must_be_string(key, parent.key_text))
         if key in parent.value:
-            where = format_path(parent.path) or "the file"
+            where = self.doc.display(parent.path) or "the file"
             raise _Refused(_position(key_mark), f"duplicate key '{key}' in {where}")
         parent.value[key] = value
         if key_mark is not None:
             self.doc.key_marks[path] = key_mark
+
+
+_KEY_BEFORE = re.compile(r"([^\s{\[,]+):\s*$")
+_INDICATORS = {
+    "*": "'*' starts an alias",
+    "@": "YAML reserves '@'",
+    "`": "YAML reserves '`'",
+}
+
+
+def _quote_hint(text: str, marks: list[Any]) -> str:
+    """A value such as ``*/5 * * * *`` or ``@daily`` (a cron expression, mostly) cannot be a plain
+    scalar; the scanner's own message says nothing of quoting, so say it."""
+    lines = text.splitlines()
+    for mark in marks:
+        line = lines[mark.line] if mark.line < len(lines) else ""
+        reason = _INDICATORS.get(line[mark.column : mark.column + 1])
+        if reason is None:
+            continue
+        before, value = line[: mark.column], line[mark.column :].split(" #", 1)[0].strip()
+        if before.count("{") + before.count("[") > before.count("}") + before.count("]"):
+            # In a flow mapping ", " or a closing bracket ends the value; a cron list (1,2) has no space.
+            value = re.split(r",\s|[}\]]", value, maxsplit=1)[0].strip()
+        key = _KEY_BEFORE.search(before)
+        example = f'{key.group(1)}: "{value}"' if key else f'"{value}"'
+        return f" ({reason}: quote the value, e.g. {example})"
+    return ""
 
 
 def load(text: bytes | str, file: str) -> Document:
@@ -249,7 +325,8 @@ def load(text: bytes | str, file: str) -> Document:
             # scan that far ahead before the builder sees the 33rd level: the same refusal.
             raise CompileError([Problem(file, where, "", NESTING_REFUSED)]) from err
         what = " ".join(str(p) for p in (err.context, err.problem) if p)
-        raise CompileError([Problem(file, where, "", f"YAML syntax error: {what}")]) from err
+        hint = _quote_hint(text, [m for m in (err.context_mark, err.problem_mark) if m is not None])
+        raise CompileError([Problem(file, where, "", f"YAML syntax error: {what}{hint}")]) from err
     except yaml.YAMLError as err:
         raise CompileError([Problem(file, Mark(1, 1), "", f"YAML error: {err}")]) from err
     doc.data = builder.root

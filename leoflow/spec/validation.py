@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from leoflow.spec.problems import Path, Problem
-from leoflow.spec.source import Document
+from leoflow.spec.source import Document, key_must_be_string
 
 _KEY = "[key]"
 _TYPE_NAMES = {
@@ -30,7 +30,8 @@ _TYPE_NAMES = {
 
 
 def _describe(value: object) -> str:
-    return _TYPE_NAMES.get(type(value), type(value).__name__)
+    # By the class's ancestry: the reader gives an int written as 0x10 a subclass of int.
+    return next((_TYPE_NAMES[t] for t in type(value).__mro__ if t in _TYPE_NAMES), type(value).__name__)
 
 
 def _unwrap(tp: Any) -> Any:
@@ -97,6 +98,12 @@ def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Path, int | Non
         tp = _strip_optional(tp)
         if part == _KEY:
             i += 1
+            continue
+        if i + 1 < len(loc) and loc[i + 1] == _KEY:
+            # A mapping's key: what follows is about the key, not about the value type.
+            path.append(part)
+            tp = None
+            i += 2
             continue
         if isinstance(tp, type) and issubclass(tp, BaseModel):
             field = tp.model_fields.get(str(part))
@@ -217,7 +224,14 @@ def problems_from(doc: Document, model: type[BaseModel], error: ValidationError)
             if detail["type"] == "union":
                 problems.append(doc.problem(where, detail["msg"]))
                 continue
-            on_key = detail["type"] == "extra_forbidden" or _KEY in tuple(detail.get("loc", ()))
+            about_key = detail["type"] == "invalid_key" or _KEY in tuple(detail.get("loc", ()))
+            if about_key and type(detail["input"]) is not str:
+                # pydantic names a key true as 1 and null as 'None'; ``input`` is the key itself.
+                at = (*where[:-1], detail["input"])
+                text = doc.key_texts.get(at, str(detail["input"]))
+                problems.append(doc.problem(at, key_must_be_string(detail["input"], text), key=True))
+                continue
+            on_key = about_key or detail["type"] == "extra_forbidden"
             problems.append(doc.problem(where, _message(detail, model, where, value), key=on_key))
     return problems
 

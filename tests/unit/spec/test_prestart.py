@@ -105,6 +105,14 @@ def test_explicit_prestart_that_cannot_be_honoured_is_refused_with_the_reason(ta
     assert problem.path.startswith("tasks.b."), problem
 
 
+def test_explicit_prestart_on_a_task_without_upstreams_is_refused_but_defaults_skip_it() -> None:
+    problem = only_problem(HEAD + "tasks:\n  a: {command: [x], prestart: true}\n")
+    assert (problem.mark.line, problem.path) == (4, "tasks.a.prestart")
+    assert "no upstream" in problem.message and "remove 'prestart'" in problem.message
+    spec = compile_text(HEAD + "defaults: {prestart: true}\ntasks:\n  a: {command: [x]}\n").spec
+    assert not spec.tasks[0].prestart
+
+
 def test_prestart_value_other_than_true_false_or_auto_is_refused_where_it_is_written() -> None:
     problem = only_problem(
         HEAD

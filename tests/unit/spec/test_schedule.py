@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from leoflow.spec.schedule import ScheduleError, check_cron, next_fire_times
+from leoflow.spec.schedule import ScheduleError, check_cron, check_timezone, next_fire_times
 
 
 def test_next_fire_times_skip_the_hour_lost_to_daylight_saving() -> None:
@@ -34,3 +34,9 @@ def test_naive_time_is_refused() -> None:
 def test_bad_day_of_week() -> None:
     with pytest.raises(ScheduleError, match="not a valid cron expression"):
         check_cron("0 0 * * 9")
+
+
+@pytest.mark.parametrize(("written", "meant"), [("utc", "UTC"), ("europe/paris", "Europe/Paris")])
+def test_timezone_in_the_wrong_case_suggests_the_iana_name(written: str, meant: str) -> None:
+    with pytest.raises(ScheduleError, match=f"unknown timezone '{written}'; did you mean '{meant}'"):
+        check_timezone(written)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import pytest
 
 from leoflow.spec.compiler import compile_text
@@ -98,6 +100,60 @@ def sensor_problem(sensor: str) -> tuple[int, str, str]:
             "tasks.wait.sensor.dagRun.namespace",
             "is not a DNS-1123 label",
         ),
+        (
+            "      time: {delay: 1m}\n      pokeInterval: 0s\n",
+            7,
+            "tasks.wait.sensor.pokeInterval",
+            "must be at least 1s: 0 would poke in a busy loop",
+        ),
+        (
+            "      time: {delay: 1m}\n      maxPokeInterval: 0\n",
+            7,
+            "tasks.wait.sensor.maxPokeInterval",
+            "must be at least 1s",
+        ),
+        (
+            "      time: {delay: 1m}\n      timeout: 0\n",
+            7,
+            "tasks.wait.sensor.timeout",
+            "must be at least 1s: a sensor with timeout 0 times out before its first poke",
+        ),
+        (
+            "      http: {url: not a url}\n",
+            6,
+            "tasks.wait.sensor.http.url",
+            "'not a url' is not an absolute http:// or https:// URL",
+        ),
+        (
+            "      http: {url: 'ftp://x/'}\n",
+            6,
+            "tasks.wait.sensor.http.url",
+            "is not an absolute http:// or https:// URL",
+        ),
+        (
+            "      http:\n        url: 'https://x/'\n        expectStatus: [200, 999]\n",
+            8,
+            "tasks.wait.sensor.http.expectStatus[1]",
+            "999 is not an HTTP status code (100 to 599)",
+        ),
+        (
+            "      http: {url: 'https://x/', expectStatus: []}\n",
+            6,
+            "tasks.wait.sensor.http.expectStatus",
+            "at least 1 item",
+        ),
+        (
+            "      http: {url: 'https://x/', expectStatus: [-1]}\n",
+            6,
+            "tasks.wait.sensor.http.expectStatus[0]",
+            "-1 is not an HTTP status code",
+        ),
+        (
+            "      kubernetes: {apiVersion: batch/v1, kind: Job, name: X Y}\n",
+            6,
+            "tasks.wait.sensor.kubernetes.name",
+            "'X Y' is not a Kubernetes object name",
+        ),
     ],
 )
 def test_bad_sensor_fields_are_named_with_their_line(sensor: str, line: int, path: str, message: str) -> None:
@@ -113,3 +169,17 @@ def test_a_header_set_twice_is_named() -> None:
     )
     assert (line, path) == (7, "tasks.wait.sensor.http")
     assert "header 'authorization' is set twice" in message
+
+
+def test_templated_url_and_object_name_are_left_to_the_controller_to_check_once_rendered() -> None:
+    text = HEAD + textwrap.dedent(
+        """\
+        params: {base: {default: "https://x"}, job: {default: etl}}
+        tasks:
+          web: {sensor: {http: {url: "{{ params.base }}/ready"}}}
+          host: {sensor: {http: {url: "https://{{ params.job }}.example/ready"}}}
+          job:
+            sensor: {kubernetes: {apiVersion: batch/v1, kind: Job, name: "{{ params.job }}-{{ run_id }}"}}
+        """
+    )
+    assert len(compile_text(text).spec.tasks) == 3
