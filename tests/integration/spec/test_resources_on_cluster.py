@@ -227,16 +227,22 @@ def test_the_api_server_rejects_objects_that_violate_the_schema(
     assert expected in result.stderr
 
 
-def test_leoflow_compile_output_pipes_into_kubectl_apply(crds: ClusterHandle, namespace: str) -> None:
+def _compile_and_apply(crds: ClusterHandle, source: Path, namespace: str) -> str:
+    """`leoflow compile SOURCE | kubectl apply -f -`; returns what compile printed."""
     compiled = subprocess.run(
-        [sys.executable, "-m", "leoflow", "compile", str(EXAMPLE), "-n", namespace],
+        [sys.executable, "-m", "leoflow", "compile", str(source), "-n", namespace],
         capture_output=True,
         text=True,
         check=True,
-    )
-    crds.kubectl("apply", "--server-side", "-f", "-", input=compiled.stdout)
+    ).stdout
+    crds.kubectl("apply", "--server-side", "-f", "-", input=compiled)
+    return compiled
+
+
+def test_leoflow_compile_output_pipes_into_kubectl_apply(crds: ClusterHandle, namespace: str) -> None:
+    compiled = _compile_and_apply(crds, EXAMPLE, namespace)
     stored = _get(crds, "dag", "etl", namespace)
-    assert stored["spec"] == yaml.safe_load(compiled.stdout)["spec"]
+    assert stored["spec"] == yaml.safe_load(compiled)["spec"]
 
 
 def test_strings_that_look_like_booleans_or_numbers_survive_compile_and_kubectl_apply(
@@ -249,13 +255,7 @@ def test_strings_that_look_like_booleans_or_numbers_survive_compile_and_kubectl_
         "dag: look-typed\nimage: x:1\ntasks:\n"
         f"  a: {{command: {json.dumps(['run', *looks_typed])}, env: {{ANSWER: 'y', SCALE: '1e3'}}}}\n"
     )
-    compiled = subprocess.run(
-        [sys.executable, "-m", "leoflow", "compile", str(source), "-n", namespace],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    crds.kubectl("apply", "--server-side", "-f", "-", input=compiled.stdout)
+    _compile_and_apply(crds, source, namespace)
     task = _get(crds, "dag", "look-typed", namespace)["spec"]["tasks"][0]
     assert task["command"] == ["run", *looks_typed]
     assert {e["name"]: e["value"] for e in task["env"]} == {"ANSWER": "y", "SCALE": "1e3"}
