@@ -210,7 +210,9 @@ def _prestart(dag: DagFile, task: Task, profile: res.Profile) -> bool:
         return False
     if task.trigger != "all_success":
         return False
-    texts = [*task.command, *(task.args or []), *(v for v in (task.env or {}).values() if isinstance(v, str))]
+    # The env it inherits counts too: a defaults value it does not override is rendered into its pod.
+    env = {**(dag.defaults.env or {}), **(task.env or {})}
+    texts = [*task.command, *(task.args or []), *(v for v in env.values() if isinstance(v, str))]
     return not any(ref.kind == "output" for text in texts for ref in references(text))
 
 

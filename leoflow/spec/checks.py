@@ -60,6 +60,12 @@ def _raw_tasks(doc: Document) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in tasks.items() if isinstance(k, str) and isinstance(v, dict)}
 
 
+def _defaults_env(doc: Document) -> dict[str, Any]:
+    defaults = doc.data.get("defaults")
+    env = defaults.get("env") if isinstance(defaults, dict) else None
+    return env if isinstance(env, dict) else {}
+
+
 def _raw_after(task: dict[str, Any]) -> list[tuple[int, str]]:
     after = task.get("after")
     if not isinstance(after, list):
@@ -384,10 +390,7 @@ def _check_params(doc: Document) -> list[Problem]:
 
 def _check_env_names(doc: Document) -> list[Problem]:
     problems = []
-    defaults = doc.data.get("defaults")
-    holders: list[tuple[Path, Any]] = [
-        (("defaults", "env"), defaults.get("env") if isinstance(defaults, dict) else None)
-    ]
+    holders: list[tuple[Path, Any]] = [(("defaults", "env"), _defaults_env(doc))]
     holders += [(("tasks", n, "env"), t.get("env")) for n, t in _raw_tasks(doc).items()]
     for path, env in holders:
         if not isinstance(env, dict):
@@ -431,6 +434,11 @@ def _check_prestart(doc: Document) -> list[Problem]:
                 )
             )
         strings = [s for f in ("command", "args", "env") for s in _strings(task.get(f), ("tasks", name, f))]
+        own_env = task.get("env")
+        inherited = {
+            k: v for k, v in _defaults_env(doc).items() if not (isinstance(own_env, dict) and k in own_env)
+        }
+        strings += _strings(inherited, ("defaults", "env"))
         for path, text in strings:
             try:
                 refs = references(text)
@@ -438,10 +446,14 @@ def _check_prestart(doc: Document) -> list[Problem]:
                 continue
             ref = next((r for r in refs if r.kind == "output"), None)
             if ref is not None:
+                template, at = f"'{{{{ {ref.expression} }}}}'", path
+                if path[0] == "defaults":
+                    # Inherited, so this task's problem: point at its prestart and name the source.
+                    template, at = f"its env {path[-1]} (from defaults.env) is {template}, which", where
                 problems.append(
                     doc.problem(
-                        path,
-                        f"'{{{{ {ref.expression} }}}}' is known only once '{ref.task}' has finished, so "
+                        at,
+                        f"{template} is known only once '{ref.task}' has finished, so "
                         "this task's pod cannot be created ahead: remove 'prestart: true'",
                     )
                 )

@@ -126,3 +126,27 @@ def test_prestart_value_other_than_true_false_or_auto_is_refused_where_it_is_wri
     )
     assert problem.path == "tasks.b.prestart", problem
     assert "expected a boolean or 'auto', got a string" in problem.message, problem.message
+
+
+def test_an_output_template_inherited_from_defaults_env_keeps_the_pod_from_being_created_ahead() -> None:
+    # defaults.env is rendered into every task's pod that does not set the name itself.
+    text = """\
+        defaults: {env: {ROWS: "{{ tasks.extract.outputs.rows }}"}}
+        tasks:
+          extract: {command: [x], outputs: [rows], env: {ROWS: "0"}}
+          load: {command: [x], after: [extract]}
+          own: {command: [x], after: [extract], env: {ROWS: "1"}}
+        """
+    assert _ahead(text) == {"own"}
+
+
+def test_explicit_prestart_with_an_output_template_inherited_from_defaults_is_refused() -> None:
+    text = """\
+        defaults: {env: {ROWS: "{{ tasks.extract.outputs.rows }}"}}
+        tasks:
+          extract: {command: [x], outputs: [rows], env: {ROWS: "0"}}
+          load: {command: [x], after: [extract], prestart: true}
+        """
+    problem = str(only_problem(HEAD + textwrap.dedent(text)))
+    assert "tasks.load.prestart: its env ROWS (from defaults.env) is" in problem
+    assert "which is known only once 'extract' has finished" in problem
