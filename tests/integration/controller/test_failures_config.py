@@ -6,6 +6,7 @@ an infrastructure failure, retried on the infrastructure budget, then named."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +16,8 @@ from leoflow.agent_inject.settings import InjectionSettings
 from leoflow.controller.planner import PlanSettings
 from leoflow.dev import images
 from leoflow.dev.node import load_image
+from leoflow.spec.compiler import compile_text
+from leoflow.spec.resources import definition_hash
 from tests.integration.controller import webhooks
 from tests.integration.controller.conftest import Harness, real_node_dag_yaml, run_status
 
@@ -38,8 +41,14 @@ async def _fails_at_once(harness: Harness, dag: str, task: str) -> dict[str, Any
 async def test_invalid_image_name_fails_the_task_at_once_with_the_kubelet_message(
     harness: Harness, real_node: str
 ) -> None:
-    tasks = "  bad: {command: [sh, -c, 'exit 0'], image: 'leoflow.dev/Base:1', retries: 3}\n"
-    await harness.apply_dag(real_node_dag_yaml("badimage", tasks))
+    # The compiler refuses this reference, so the DAG is written as a hand-made resource would be:
+    # the CRD takes any string, and the kubelet is then the one to judge it.
+    tasks = "  bad: {command: [sh, -c, 'exit 0'], image: 'leoflow.dev/placeholder:1', retries: 3}\n"
+    resource = compile_text(real_node_dag_yaml("badimage", tasks)).resource(harness.namespace)
+    spec = resource["spec"]
+    spec["profiles"][spec["tasks"][0].get("profile", 0)]["image"] = "leoflow.dev/Base:1"
+    spec["definitionHash"] = definition_hash(spec)
+    await harness.kubectl("apply", "-f", "-", input=json.dumps(resource))
     await harness.start()
     done = await _fails_at_once(harness, "badimage", "bad")
     message = run_status(done)["message"]
