@@ -451,9 +451,8 @@ class _Work:
         generations = self.retried_generation + 1
         profile = self.dag.profiles[self.dag.tasks[unit[0]].profile]
         if kind is FailureClass.INFRA:
-            infra = d.infraAttempts + 1
-            self.set_detail(unit, infraAttempts=infra)
-            retry = infra <= self.settings.infra_retries * generations
+            retry = self._infra_budget_left(unit)
+            self.set_detail(unit, infraAttempts=d.infraAttempts + 1)
         elif kind is FailureClass.USER:
             retry = d.attempt - d.infraAttempts < (profile.retries + 1) * generations
         else:

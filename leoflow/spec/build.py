@@ -210,9 +210,10 @@ def _prestart(dag: DagFile, task: Task, profile: res.Profile) -> bool:
         return False
     if task.trigger != "all_success":
         return False
-    # The env it inherits counts too: a defaults value it does not override is rendered into its pod.
-    env = {**(dag.defaults.env or {}), **(task.env or {})}
-    texts = [*task.command, *(task.args or []), *(v for v in env.values() if isinstance(v, str))]
+    own_env = (v for v in (task.env or {}).values() if isinstance(v, str))
+    # The profile's env is what the task inherits from defaults: rendered into its pod as well.
+    inherited_env = (e.value for e in profile.env if e.value is not None)
+    texts = [*task.command, *(task.args or []), *own_env, *inherited_env]
     return not any(ref.kind == "output" for text in texts for ref in references(text))
 
 

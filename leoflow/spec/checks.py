@@ -241,11 +241,10 @@ def _templated_strings(doc: Document, name: str, task: dict[str, Any]) -> list[t
     fan_out = task.get("fanOut")
     if isinstance(fan_out, dict) and isinstance(fan_out.get("items"), str):
         found.append(((*base, "fanOut", "items"), fan_out["items"]))
-    defaults, sensor = doc.data.get("defaults"), task.get("sensor")
-    runs_pod = not isinstance(sensor, dict) or "command" in sensor
-    if isinstance(defaults, dict) and runs_pod:
+    sensor = task.get("sensor")
+    if not isinstance(sensor, dict) or "command" in sensor:
         own = task.get("env")
-        found += _env_strings(defaults.get("env"), ("defaults", "env"), own if isinstance(own, dict) else ())
+        found += _env_strings(_defaults_env(doc), ("defaults", "env"), own if isinstance(own, dict) else ())
     return found
 
 
@@ -435,10 +434,8 @@ def _check_prestart(doc: Document) -> list[Problem]:
             )
         strings = [s for f in ("command", "args", "env") for s in _strings(task.get(f), ("tasks", name, f))]
         own_env = task.get("env")
-        inherited = {
-            k: v for k, v in _defaults_env(doc).items() if not (isinstance(own_env, dict) and k in own_env)
-        }
-        strings += _strings(inherited, ("defaults", "env"))
+        skip = own_env if isinstance(own_env, dict) else ()
+        strings += _env_strings(_defaults_env(doc), ("defaults", "env"), skip)
         for path, text in strings:
             try:
                 refs = references(text)
